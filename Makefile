@@ -1,0 +1,48 @@
+# zoo: `make test`, `make demo`, `make list`, `make train-<name>`, `make evaluate-<name>`.
+# Every target bootstraps .venv from requirements.lock on first use.
+PYTHON_BIN ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Raw official data files (optional); without it tfds downloads as usual.
+DATA_DIR ?= $(ZOO_DATA_DIR)
+export ZOO_DATA_DIR := $(DATA_DIR)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+EPOCHS ?=
+DISTRIBUTE ?= none
+TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) --distribute $(DISTRIBUTE)
+
+.PHONY: help venv test test-fast demo list verify
+help:
+	@echo "make test | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
+	@echo "models: run 'make list'"
+
+$(STAMP): requirements.lock
+	@command -v $(PYTHON_BIN) >/dev/null || { echo "need $(PYTHON_BIN) on PATH (or set PYTHON_BIN=)"; exit 1; }
+	test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+demo: $(STAMP)
+	$(PY) -m zoo demo
+
+list: $(STAMP)
+	@$(PY) -m zoo list
+
+verify: $(STAMP)
+	$(PY) -m zoo verify
+
+train-%: $(STAMP)
+	$(PY) -m training.train --model $* $(TRAIN_ARGS)
+
+evaluate-%: $(STAMP)
+	$(PY) -m zoo evaluate $*

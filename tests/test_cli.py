@@ -1,0 +1,67 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_list_shows_every_model_and_metric_or_not_trained():
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    for name in registry.list_models():
+        line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
+        spec = registry.get(name)
+        metrics = spec.reported_metrics()
+        if metrics is None:
+            assert "not trained" in line
+        else:
+            assert f"{metrics[f'test_{spec.metric}']['value']:.4f}"[:5] in line
+
+
+def test_predict_on_a_png(fresh_cnn_artifact, tmp_path):
+    from PIL import Image
+    from zoo.demo import draw_digits
+    _, folder = fresh_cnn_artifact
+    path = tmp_path / "seven.png"
+    Image.fromarray(draw_digits()[7, ..., 0]).save(path)
+    result = run_cli("predict", str(folder), str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{path}: ") and "(" in result.stdout
+
+
+def test_bad_requests_exit_with_a_message_not_a_trace(tmp_path):
+    result = run_cli("predict", "no_such_model", "x.png")
+    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("info", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not registry.get("cnn_mnist").export_dir.is_dir(), reason="cnn_mnist not trained")
+def test_info_and_predict_with_committed_model(tmp_path):
+    from PIL import Image
+    from zoo.demo import draw_digits
+    result = run_cli("info", "cnn_mnist")
+    assert result.returncode == 0 and '"test_accuracy"' in result.stdout
+    paths = []
+    for digit in (3, 8):
+        paths.append(tmp_path / f"{digit}.png")
+        Image.fromarray(draw_digits()[digit, ..., 0]).save(paths[-1])
+    result = run_cli("predict", "cnn_mnist", *map(str, paths))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 2
+
+
+def test_verify_passes_on_committed_artifacts():
+    result = run_cli("verify")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo.data.common import raw_data_dir
+from zoo.data.images import image_pipeline, load_images, dataset_checksums
+
+
+def test_raw_data_dir_precedence(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZOO_DATA_DIR", raising=False)
+    assert raw_data_dir() is None
+    monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path))
+    assert raw_data_dir() == tmp_path.resolve()
+    with pytest.raises(ValueError, match="does not exist"):
+        raw_data_dir(tmp_path / "missing")
+
+
+def test_missing_dataset_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="has no 'mnist' folder"):
+        load_images("mnist", "test", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="must be one of"):
+        load_images("imagenet", "test")
+
+
+def test_checksums_are_the_official_ones():
+    checksums = dataset_checksums("mnist")
+    assert checksums["t10k-labels-idx1-ubyte.gz"] == \
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+
+
+@pytest.mark.parametrize("augment", ["none", "shift", "flip_crop"])
+def test_pipeline_keeps_uint8_and_shape(augment):
+    images = np.random.default_rng(0).integers(0, 256, (10, 28, 28, 1), dtype=np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(10)))
+    batches = list(image_pipeline(dataset, 4, training=True, augment=augment, seed=0))
+    assert len(batches) == 2  # drop_remainder while training
+    batch_images, batch_labels = batches[0]
+    assert batch_images.dtype == tf.uint8 and batch_images.shape == (4, 28, 28, 1)
+    evaluation = list(image_pipeline(dataset, 4, training=False))
+    assert sum(int(b[1].shape[0]) for b in evaluation) == 10  # evaluation keeps every example
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in evaluation]), images)
+
+
+def test_shift_augmentation_translates_without_changing_pixels():
+    image = np.zeros((1, 28, 28, 1), np.uint8)
+    image[0, 10:18, 10:18] = 200  # a square well inside the 2-pixel margin
+    dataset = tf.data.Dataset.from_tensor_slices((np.repeat(image, 16, 0), np.zeros(16)))
+    for batch, _ in image_pipeline(dataset, 16, training=True, augment="shift", seed=1):
+        for augmented in batch.numpy():
+            assert augmented.sum() == image.sum()  # a pure translation of the square
+
+
+def test_unknown_augmentation_rejected():
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((2, 28, 28, 1), np.uint8), np.zeros(2)))
+    with pytest.raises(ValueError, match="augment"):
+        image_pipeline(dataset, 2, training=True, augment="mixup")

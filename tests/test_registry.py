@@ -1,0 +1,52 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import registry
+from tests.conftest import IMAGE_MODELS, random_images
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_build_forward_shape_no_nan_and_parameter_count(name):
+    spec = registry.get(name)
+    model = spec.build()
+    assert model.count_params() == spec.parameter_count
+    if spec.task == "image":
+        outputs = np.asarray(model(random_images(model.input_shape[1:], count=3), training=False))
+        assert outputs.shape == (3, len(spec.label_names))
+        assert np.all(np.isfinite(outputs))
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_names_are_arch_underscore_dataset(name):
+    spec = registry.get(name)
+    assert name == name.lower() and name.endswith("_" + spec.dataset)
+    assert dataclasses.is_dataclass(spec.config) and spec.config.__dataclass_params__.frozen
+
+
+def test_duplicate_names_raise():
+    spec = registry.get("cnn_mnist")
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(spec)
+
+
+def test_unknown_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown model 'nope'.*cnn_mnist"):
+        zoo.get_spec("nope")
+    with pytest.raises(TypeError):
+        zoo.get_spec(3)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_get_model_pretrained_matches_fresh_architecture(name):
+    fresh = zoo.get_model(name, pretrained=False)
+    spec = registry.get(name)
+    if not spec.export_dir.is_dir():
+        with pytest.raises(ValueError, match="no trained weights"):
+            zoo.get_model(name, pretrained=True)
+        return
+    trained = zoo.get_model(name, pretrained=True)
+    assert [w.shape for w in trained.weights] == [w.shape for w in fresh.weights]
+    assert any(not np.allclose(a, b) for a, b in zip(trained.get_weights(), fresh.get_weights()))

@@ -1,0 +1,1 @@
+"""Everything that trains. Imports zoo; zoo never imports training."""

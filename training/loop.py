@@ -1,0 +1,124 @@
+"""fit() with resumable checkpoints, a CSV log and a clock; then evaluate and export."""
+from __future__ import annotations
+
+import csv
+import datetime
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from training.recipes import Recipe
+
+CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
+
+
+def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
+    total_steps = max(1, recipe.epochs * steps_per_epoch)
+    warmup_steps = int(recipe.warmup_epochs * steps_per_epoch)
+    if recipe.schedule == "constant":
+        return recipe.learning_rate
+    if recipe.schedule == "cosine":
+        if warmup_steps:
+            return keras.optimizers.schedules.CosineDecay(
+                0.0, max(1, total_steps - warmup_steps), warmup_target=recipe.learning_rate,
+                warmup_steps=warmup_steps)
+        return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, total_steps)
+    if recipe.schedule == "steps":
+        boundaries = [epoch * steps_per_epoch for epoch in recipe.step_epochs]
+        values = [recipe.learning_rate * 0.1 ** index for index in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    raise ValueError(f"schedule must be constant, cosine or steps, got {recipe.schedule!r}")
+
+
+def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    rate = learning_rate_schedule(recipe, steps_per_epoch)
+    clip = {"global_clipnorm": recipe.gradient_clip_norm} if recipe.gradient_clip_norm else {}
+    if recipe.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay, **clip)
+    if recipe.optimizer == "sgd":
+        # Coupled L2 (as in the ResNet paper) is added by the model's regularisers, not here.
+        return keras.optimizers.SGD(rate, momentum=recipe.momentum, nesterov=True, **clip)
+    raise ValueError(f"optimizer must be adamw or sgd, got {recipe.optimizer!r}")
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Adds cumulative training seconds (across resumed runs) and the learning rate to logs."""
+
+    def __init__(self, log_path: Path):
+        super().__init__()
+        self.log_path = log_path
+        self.offset = 0.0
+
+    def on_train_begin(self, logs=None):
+        history = read_history(self.log_path)
+        self.offset = history["elapsed_seconds"][-1] if history.get("elapsed_seconds") else 0.0
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["elapsed_seconds"] = self.offset + time.perf_counter() - self.start
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+
+
+def read_history(log_path: Path) -> dict[str, list[float]]:
+    """CSVLogger's file as columns; the epoch column is 1-based."""
+    if not log_path.is_file():
+        return {}
+    with open(log_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    history = {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in rows[0]}
+    history["epoch"] = [int(value) + 1 for value in history["epoch"]]
+    return history
+
+
+def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_dir: Path,
+        steps_per_epoch: int | None = None, verbose: int | str = "auto") -> dict[str, list[float]]:
+    """model.fit that resumes from work_dir after a kill; returns the whole run's history."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log_path = work_dir / "log.csv"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=False),
+        keras.callbacks.TerminateOnNaN(),
+        EpochClock(log_path),
+        keras.callbacks.CSVLogger(str(log_path), append=True),
+    ]
+    model.fit(train_data, validation_data=validation_data, epochs=recipe.epochs,
+              steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    return read_history(log_path)
+
+
+def hardware_summary() -> dict:
+    return {"summary": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU"
+            if not tf.config.list_physical_devices("GPU") else "GPU",
+            "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "platform": platform.platform()}
+
+
+def library_versions() -> dict:
+    import numpy
+    import tensorflow_datasets as tfds
+    return {"python": sys.version.split()[0], "tensorflow": tf.__version__,
+            "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,
+            "numpy": numpy.__version__}
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def clear_checkpoints(work_dir: Path) -> None:
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def steps_for(examples: int, batch_size: int) -> int:
+    return max(1, math.floor(examples / batch_size))

@@ -1,0 +1,50 @@
+"""Training settings. Each registry entry's `recipe` overrides only what differs from Recipe()."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from zoo.registry import ModelSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"  # adamw | sgd | perceptron (the model's own update rule)
+    learning_rate: float = 1e-3  # peak rate, reached after warmup
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # constant | cosine | steps
+    step_epochs: tuple[int, ...] = ()  # steps: divide the rate by 10 at each of these epochs
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment: str = "none"  # none | shift | flip_crop
+    gradient_clip_norm: float | None = None
+    seed: int = 0
+
+
+def resolve(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> Recipe:
+    """Recipe() <- the registry's recipe for `spec` <- command-line overrides."""
+    merged = {**spec.recipe, **(overrides or {})}
+    fields = {field.name: field for field in dataclasses.fields(Recipe)}
+    unknown = sorted(set(merged) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown recipe settings {unknown}; known: {sorted(fields)}")
+    return Recipe(**merged)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'key=value' from the command line, the value typed like Recipe's default."""
+    key, separator, raw = text.partition("=")
+    defaults = {field.name: field.default for field in dataclasses.fields(Recipe)}
+    if not separator or key not in defaults:
+        raise ValueError(f"--set takes key=value with key one of {sorted(defaults)}, got {text!r}")
+    default = defaults[key]
+    if isinstance(default, bool):
+        return key, raw.lower() in ("1", "true", "yes")
+    if isinstance(default, tuple):
+        return key, tuple(int(part) for part in raw.split(",") if part)
+    if default is None or isinstance(default, float):
+        return key, None if raw.lower() == "none" else float(raw)
+    return key, type(default)(raw)

@@ -1,0 +1,127 @@
+"""Train -> evaluate on the full test split -> export, for one registered model."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import keras
+import tensorflow as tf
+
+from training import loop
+from training.recipes import Recipe, resolve
+from zoo import registry
+from zoo.data.images import dataset_checksums, image_pipeline, load_images
+from zoo.evaluation import image_accuracy
+from zoo.export import export, signature_doc
+
+EVAL_BATCH = 500
+
+
+def train(name: str, overrides: Mapping[str, Any] | None = None, data_dir=None,
+          destination: Path | None = None, work_dir: Path | None = None,
+          strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> Path:
+    """Train the registered model `name` and export it; returns the artifact folder."""
+    spec = registry.get(name)
+    recipe = resolve(spec, overrides)
+    keras.utils.set_random_seed(recipe.seed)
+    work_dir = Path(work_dir or loop.CHECKPOINT_ROOT / name)
+    started = time.perf_counter()
+    if spec.task != "image":
+        from training.language_task import train_language_model
+        return train_language_model(spec, recipe, data_dir, destination, work_dir, strategy, verbose)
+    model, metrics, history = train_image_model(spec, recipe, data_dir, work_dir, strategy, verbose)
+    card = make_card(spec, recipe, model, metrics, history, time.perf_counter() - started)
+    path = export(model, spec, card, destination)
+    loop.clear_checkpoints(work_dir)
+    return path
+
+
+def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, verbose):
+    num_classes = len(spec.label_names)
+
+    def one_hot(images, labels):
+        return images, tf.one_hot(labels, num_classes)
+
+    train_raw = load_images(spec.dataset, "train", data_dir)
+    test_raw = load_images(spec.dataset, "test", data_dir)
+    train_data = image_pipeline(train_raw, recipe.batch_size, True, recipe.augment, recipe.seed).map(one_hot)
+    test_data = image_pipeline(test_raw, EVAL_BATCH, False)
+    steps = loop.steps_for(int(train_raw.cardinality()), recipe.batch_size)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = spec.build()
+        compile_image_model(model, recipe, steps)
+    history = loop.fit(model, recipe, train_data, test_data.map(one_hot), work_dir, verbose=verbose)
+
+    def classify(images):
+        return tf.argmax(model(images, training=False), axis=-1)
+
+    metrics = {
+        "test_accuracy": {**image_accuracy(classify, test_data), "split": "test"},
+        "train_accuracy": {**image_accuracy(classify, image_pipeline(train_raw, EVAL_BATCH, False)),
+                           "split": "train"},
+    }
+    return model, metrics, history
+
+
+def compile_image_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    if recipe.optimizer == "perceptron":  # the model's train_step applies the perceptron rule
+        model.compile(metrics=[accuracy])
+        return
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.label_smoothing)
+    model.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch), loss=loss, metrics=[accuracy])
+
+
+def make_card(spec, recipe: Recipe, model: keras.Model, metrics: dict, history: dict,
+              wall_seconds: float, extra: dict | None = None) -> dict:
+    import tensorflow_datasets as tfds
+
+    dataset_card = {"name": spec.dataset, "files_sha256": dataset_checksums(spec.dataset)}
+    if spec.dataset in tfds.list_builders():
+        dataset_card["version"] = str(tfds.builder(spec.dataset).info.version)
+    return {
+        "name": spec.name,
+        "task": spec.task,
+        "description": spec.description,
+        "metrics": metrics,
+        "bar": {"metric": spec.metric, "value": spec.bar},
+        "reference": spec.reference,
+        "parameter_count": int(model.count_params()),
+        "label_names": list(spec.label_names),
+        "model_config": _plain(dataclasses.asdict(spec.config)),
+        "recipe": _plain(dataclasses.asdict(recipe)),
+        "dataset": dataset_card,
+        "preprocessing": spec_preprocessing(spec),
+        "signatures": signature_doc(spec, model),
+        "training": {
+            "command": f"make train-{spec.name}",
+            "epochs_run": len(history.get("epoch", [])),
+            "wall_time_seconds": round(history.get("elapsed_seconds", [wall_seconds])[-1], 1),
+            "hardware": loop.hardware_summary(),
+            "history": history,
+        },
+        "versions": loop.library_versions(),
+        "created": loop.utc_now(),
+        **(extra or {}),
+    }
+
+
+def spec_preprocessing(spec) -> str:
+    if spec.task == "image":
+        config = spec.config
+        text = "uint8 pixels -> float32 / 255"
+        if getattr(config, "mean", None):
+            text += f" -> (x - mean) / std per channel, mean={list(config.mean)}, std={list(config.std)}"
+        return text + " (inside the graph)"
+    return ("lower-case; split into lines, skipping empty ones; split on whitespace; unknown words -> <unk>; "
+            "<eos> fed first, and after each line (inside the graph)")
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

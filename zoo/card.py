@@ -1,0 +1,68 @@
+"""The human side of an artifact: a generated README.md and training_curve.png."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_card_readme(folder: Path, card: dict) -> None:
+    history = card.get("training", {}).get("history") or {}
+    has_curve = bool(history.get("epoch"))
+    if has_curve:
+        _plot_history(history, folder / "training_curve.png", card["name"])
+    rows = "\n".join(f"| {name} | {entry['value']:.4f} | {entry['split']} | {entry['examples']:,} |"
+                     for name, entry in card["metrics"].items())
+    training = card.get("training", {})
+    signatures = "\n".join(
+        f"- `{name}`: inputs {', '.join(f'`{k}` {v}' for k, v in sig['inputs'].items())} -> "
+        f"outputs {', '.join(f'`{k}` {v}' for k, v in sig['outputs'].items())}"
+        for name, sig in card.get("signatures", {}).items())
+    text = f"""# {card['name']}
+
+{card.get('description', '')}
+
+| metric | value | split | examples |
+|---|---|---|---|
+{rows}
+
+- Parameters: {card['parameter_count']:,}
+- Dataset: `{card['dataset']['name']}` (tfds {card['dataset'].get('version', '?')})
+- Trained with `{training.get('command', '?')}`: {training.get('epochs_run', '?')} epochs,
+  {training.get('wall_time_seconds', 0) / 60:.1f} min on {training.get('hardware', {}).get('summary', '?')}
+- Re-measure: `make evaluate-{card['name']} DATA_DIR=/path/to/raw/data`
+
+## Signatures
+{signatures}
+
+## Use
+```python
+import zoo
+model = zoo.load("{card['name']}")
+```
+or, without the zoo: `tf.saved_model.load("exported_models/{card['name']}")`.
+"""
+    if has_curve:
+        text += "\n![training curve](training_curve.png)\n"
+    (folder / "README.md").write_text(text)
+
+
+def _plot_history(history: dict, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric_keys = [k for k in history if k not in ("epoch", "elapsed_seconds", "learning_rate")]
+    losses = [k for k in metric_keys if "loss" in k]
+    others = [k for k in metric_keys if k not in losses]
+    figure, axes = plt.subplots(1, 2 if others else 1, figsize=(10 if others else 5, 3.6), squeeze=False)
+    for key in losses:
+        axes[0, 0].plot(history["epoch"], history[key], marker=".", label=key)
+    axes[0, 0].set(title=f"{title}: loss", xlabel="epoch", ylabel="loss")
+    axes[0, 0].legend()
+    if others:
+        for key in others:
+            axes[0, 1].plot(history["epoch"], history[key], marker=".", label=key)
+        axes[0, 1].set(title=f"{title}: metrics", xlabel="epoch", ylabel="value")
+        axes[0, 1].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

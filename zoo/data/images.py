@@ -1,0 +1,66 @@
+"""MNIST and CIFAR-10 through tfds, as (uint8 image [H, W, C], int64 label) pairs."""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from zoo.data.common import prepare_builder
+
+IMAGE_DATASETS = ("mnist", "cifar10")
+
+
+def _builder(name: str) -> tfds.core.DatasetBuilder:
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"image dataset must be one of {IMAGE_DATASETS}, got {name!r}")
+    if name == "cifar10":
+        from zoo.data.cifar10 import Cifar10  # accepts the extracted official batches too
+        return Cifar10()
+    return tfds.builder(name, try_gcs=False)
+
+
+def load_images(name: str, split: str, data_dir: str | os.PathLike | None = None) -> tf.data.Dataset:
+    """The tfds split as an unbatched dataset of (image uint8 [H, W, C], label int64)."""
+    builder = prepare_builder(_builder(name), name, data_dir)
+    return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+
+
+def label_names(name: str) -> tuple[str, ...]:
+    return tuple(_builder(name).info.features["label"].names)
+
+
+def dataset_checksums(name: str) -> dict[str, str]:
+    """file name -> sha256 of the official files tfds verifies for this dataset."""
+    builder = _builder(name)
+    return {info.filename or url.rsplit("/", 1)[-1]: info.checksum
+            for url, info in sorted((builder.url_infos or {}).items())}
+
+
+def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,
+                   augment: str = "none", seed: int | None = None) -> tf.data.Dataset:
+    """Cache, (shuffle, augment), batch, prefetch. Images stay uint8 until the model."""
+    dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        if augment != "none":
+            dataset = dataset.map(_augmenter(augment), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(kind: str):
+    """Per-image augmentation of uint8 [H, W, C]: 'shift' (pad 2, random crop) for digits,
+    'flip_crop' (pad 4, random crop, horizontal flip) for natural images."""
+    if kind not in ("shift", "flip_crop"):
+        raise ValueError(f"augment must be 'none', 'shift' or 'flip_crop', got {kind!r}")
+    padding = 2 if kind == "shift" else 4
+
+    def augment(image, label):
+        shape = tf.shape(image)
+        padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
+        image = tf.image.random_crop(padded, shape)  # a random translation by up to `padding`
+        if kind == "flip_crop":
+            image = tf.image.random_flip_left_right(image)
+        return image, label
+
+    return augment

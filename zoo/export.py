@@ -1,0 +1,107 @@
+"""Write an artifact: SavedModel with named signatures, weights, card, README, manifest.
+
+Everything is written into a temporary folder beside the destination and renamed into
+place only when complete, so a crash never leaves a half-written artifact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from zoo.manifest import write_manifest
+from zoo.registry import ModelSpec
+
+
+def image_archive(model: keras.Model, spec: ModelSpec) -> keras.export.ExportArchive:
+    """serving_default(image uint8[N, H, W, C]) -> scores, class_id, and probabilities
+    and/or distance as the spec says."""
+    height, width, channels = model.input_shape[1:]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # kernel [D, K]: one hyperplane per class; f(x)/||w_k|| is x's signed distance to it.
+    kernel = model.get_layer("scores").kernel if spec.hyperplane_distance else None
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, channels], tf.uint8, name="image")])
+    def serve(image):
+        scores = tf.cast(model(image, training=False), tf.float32)
+        outputs = {"scores": scores, "class_id": tf.argmax(scores, axis=-1, output_type=tf.int64)}
+        if spec.probabilistic:
+            outputs["probabilities"] = tf.nn.softmax(scores, axis=-1)
+        if kernel is not None:
+            outputs["distance"] = scores / tf.norm(tf.convert_to_tensor(kernel), axis=0)
+        return outputs
+
+    archive.add_endpoint("serving_default", serve)
+    return archive
+
+
+def export(model: keras.Model, spec: ModelSpec, card: dict, destination: Path | None = None,
+           extra_files: dict[str, bytes] | None = None) -> Path:
+    """Export `model` to `destination` (default exported_models/<name>/) atomically."""
+    destination = Path(destination or spec.export_dir)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent))
+    try:
+        if spec.task == "image":
+            archive = image_archive(model, spec)
+        else:
+            from zoo.models.language import language_archive  # the text-in-graph signatures
+            archive = language_archive(model, spec, staging)
+        archive.write_out(str(staging), verbose=False)
+        model.save_weights(staging / "model.weights.h5")
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
+        (staging / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+        from zoo.card import write_card_readme  # matplotlib only when exporting
+        write_card_readme(staging, card)
+        write_manifest(staging)
+        replace_directory(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination
+
+
+def replace_directory(new: Path, destination: Path) -> None:
+    """Swap `new` into `destination`; the old artifact is kept until the new one is in place."""
+    previous = destination.parent / f".old-{destination.name}"
+    restore_interrupted(destination)
+    if destination.exists():
+        os.replace(destination, previous)
+    try:
+        os.replace(new, destination)
+    except BaseException:
+        if previous.exists():
+            os.replace(previous, destination)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def restore_interrupted(destination: Path) -> None:
+    """After a crash between the two renames, put the previous artifact back."""
+    previous = destination.parent / f".old-{destination.name}"
+    if previous.exists() and not destination.exists():
+        os.replace(previous, destination)
+
+
+def signature_doc(spec: ModelSpec, model: keras.Model) -> dict:
+    """Human-readable description of the artifact's signatures, for the model card."""
+    if spec.task != "image":
+        from zoo.models.language import language_signature_doc
+        return language_signature_doc(spec, model)
+    height, width, channels = model.input_shape[1:]
+    classes = model.output_shape[-1]
+    outputs = {"scores": f"float32[N, {classes}] (pre-softmax decision values f(x))",
+               "class_id": "int64[N]"}
+    if spec.probabilistic:
+        outputs["probabilities"] = f"float32[N, {classes}] (softmax of scores)"
+    if spec.hyperplane_distance:
+        outputs["distance"] = f"float32[N, {classes}] (f(x)/||w|| per class, in scaled-pixel space)"
+    return {"serving_default": {"inputs": {"image": f"uint8[N, {height}, {width}, {channels}]"},
+                                "outputs": outputs}}
