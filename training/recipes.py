@@ -21,6 +21,7 @@ class Recipe:
     label_smoothing: float = 0.0
     augment: str = "none"  # none | shift | flip_crop
     gradient_clip_norm: float | None = None
+    sequence_length: int = 35  # language models: truncated-BPTT window, in tokens
     seed: int = 0
 
 
