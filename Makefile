@@ -13,7 +13,7 @@ EPOCHS ?=
 DISTRIBUTE ?= none
 TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) --distribute $(DISTRIBUTE)
 
-.PHONY: help venv test test-fast demo list verify
+.PHONY: help venv test test-fast demo list verify readme-table
 help:
 	@echo "make test | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "models: run 'make list'"
@@ -46,3 +46,6 @@ train-%: $(STAMP)
 
 evaluate-%: $(STAMP)
 	$(PY) -m zoo evaluate $*
+
+readme-table: $(STAMP)
+	$(PY) -m zoo list --update-readme

@@ -65,3 +65,9 @@ def test_info_and_predict_with_committed_model(tmp_path):
 def test_verify_passes_on_committed_artifacts():
     result = run_cli("verify")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_model_table_is_current():
+    from zoo.cli import readme_with_table
+    readme = (ROOT / "README.md").read_text()
+    assert readme_with_table(readme) == readme, "run `python -m zoo list --update-readme`"

@@ -43,8 +43,9 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Opt
     if recipe.optimizer == "adamw":
         return keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay, **clip)
     if recipe.optimizer == "sgd":
-        # Coupled L2 (as in the ResNet paper) is added by the model's regularisers, not here.
-        return keras.optimizers.SGD(rate, momentum=recipe.momentum, nesterov=True, **clip)
+        # Keras' weight decay subtracts lr * wd * w each step: coupled L2 of strength wd for SGD.
+        return keras.optimizers.SGD(rate, momentum=recipe.momentum, nesterov=True,
+                                    weight_decay=recipe.weight_decay, **clip)
     raise ValueError(f"optimizer must be adamw or sgd, got {recipe.optimizer!r}")
 
 

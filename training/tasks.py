@@ -68,7 +68,8 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
 def compile_image_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
     if recipe.optimizer == "perceptron":  # the model's train_step applies the perceptron rule
-        model.compile(metrics=[accuracy])
+        from zoo.models.perceptron import perceptron_criterion
+        model.compile(loss=perceptron_criterion, metrics=[accuracy])
         return
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.label_smoothing)
     model.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch), loss=loss, metrics=[accuracy])

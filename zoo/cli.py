@@ -19,7 +19,43 @@ def _metric_text(spec) -> str:
     return f"{metrics[key]['value']:.4f}" if spec.metric == "accuracy" else f"{metrics[key]['value']:.1f}"
 
 
+def markdown_table() -> str:
+    """The README's model table, from the registry and the committed cards."""
+    lines = ["| model | test metric | bar | reference | parameters | training on this machine |",
+             "|---|---|---|---|---|---|"]
+    for name in registry.list_models():
+        spec = registry.get(name)
+        bar = f"{'>=' if spec.metric == 'accuracy' else '<='} {spec.bar:g}"
+        card_path = spec.export_dir / "model_card.json"
+        training = "not trained"
+        if card_path.is_file():
+            card = json.loads(card_path.read_text())["training"]
+            training = f"{card['epochs_run']} epochs, {card['wall_time_seconds'] / 60:.0f} min"
+        measured = _metric_text(spec)
+        measured = measured if measured == "not trained" else f"{spec.metric} {measured}"
+        lines.append(f"| `{name}` | {measured} | {bar} | {spec.reference or '-'} | "
+                     f"{spec.parameter_count:,} | {training} |")
+    return "\n".join(lines)
+
+
+README_MARKERS = ("<!-- model-table:start -->", "<!-- model-table:end -->")
+
+
+def readme_with_table(text: str) -> str:
+    start, end = README_MARKERS
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    return f"{head}{start}\n{markdown_table()}\n{end}{tail}"
+
+
 def command_list(args) -> int:
+    if args.update_readme:
+        readme = registry.REPO_ROOT / "README.md"
+        readme.write_text(readme_with_table(readme.read_text()))
+        return 0
+    if args.markdown:
+        print(markdown_table())
+        return 0
     rows = [("name", "task", "dataset", "params", f"test metric", "bar", "reference")]
     for name in registry.list_models():
         spec = registry.get(name)
@@ -98,7 +134,10 @@ def command_demo(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="registered models and their measured metrics").set_defaults(run=command_list)
+    listing = commands.add_parser("list", help="registered models and their measured metrics")
+    listing.add_argument("--markdown", action="store_true", help="the README's model table")
+    listing.add_argument("--update-readme", action="store_true", help="rewrite README.md's model table")
+    listing.set_defaults(run=command_list)
     info = commands.add_parser("info", help="a model's card")
     info.add_argument("name")
     info.set_defaults(run=command_info)

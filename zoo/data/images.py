@@ -33,8 +33,12 @@ def label_names(name: str) -> tuple[str, ...]:
 def dataset_checksums(name: str) -> dict[str, str]:
     """file name -> sha256 of the official files tfds verifies for this dataset."""
     builder = _builder(name)
-    return {info.filename or url.rsplit("/", 1)[-1]: info.checksum
-            for url, info in sorted((builder.url_infos or {}).items())}
+    checksums = {info.filename or url.rsplit("/", 1)[-1]: info.checksum
+                 for url, info in sorted((builder.url_infos or {}).items())}
+    if name == "cifar10":  # the extracted form is accepted too, and checked file by file
+        from zoo.data.cifar10 import EXTRACTED_FOLDER, EXTRACTED_SHA256
+        checksums.update({f"{EXTRACTED_FOLDER}/{file}": digest for file, digest in EXTRACTED_SHA256.items()})
+    return checksums
 
 
 def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,

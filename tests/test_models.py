@@ -1,0 +1,159 @@
+"""Family-level checks: the perceptron rule, the mistake bound, dropout, hyperplane distance,
+ResNet depths."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import zoo
+from zoo.models import linear, mlp, perceptron, resnet
+from tests.conftest import export_fresh, random_images
+
+X = np.array([[1.0, 2.0], [-1.0, -1.0], [2.0, 0.5]], np.float32)
+Y = np.array([1, 0, 1])
+
+
+def tiny_perceptron(mode, averaged=False):
+    model = perceptron.build_perceptron(perceptron.PerceptronConfig(
+        input_shape=(2,), num_classes=2, pixel_input=False, mode=mode, averaged=averaged))
+    model.compile(loss=perceptron.perceptron_criterion, metrics=["categorical_accuracy"])
+    return model
+
+
+def weights(model):
+    return model.working_kernel.numpy(), model.working_bias.numpy()
+
+
+def test_online_rule_matches_hand_computation():
+    model = tiny_perceptron("online")
+    model.fit(X, np.eye(2)[Y], batch_size=3, epochs=1, shuffle=False, verbose=0)
+    # x1 = (1, 2), y = 1: all scores 0, argmax 0 -> mistake: w1 += x1, w0 -= x1, b1 += 1, b0 -= 1.
+    # x2 = (-1, -1), y = 0: f0 = 1 + 2 - 1 = 2 > f1 = -2 -> right. x3 = (2, .5): f1 = 4 > f0 -> right.
+    kernel, bias = weights(model)
+    np.testing.assert_allclose(kernel, [[-1, 1], [-2, 2]])
+    np.testing.assert_allclose(bias, [-1, 1])
+    np.testing.assert_allclose(model.get_layer("scores").kernel.numpy(), kernel)  # not averaged
+
+
+@pytest.mark.parametrize("mode", ["minibatch", "batch"])
+def test_summed_rule_matches_hand_computation(mode):
+    model = tiny_perceptron(mode)
+    model.fit(X, np.eye(2)[Y], batch_size=3, epochs=1, shuffle=False, verbose=0)
+    # All three scored with w = 0 -> predicted 0; mistakes x1, x3 (y = 1): one summed step,
+    # the gradient step on J(w) = -sum_mistakes (f_y - f_pred).
+    kernel, bias = weights(model)
+    np.testing.assert_allclose(kernel, [[-3, 3], [-2.5, 2.5]])
+    np.testing.assert_allclose(bias, [-2, 2])
+
+
+def test_minibatch_applies_one_step_per_batch():
+    model = tiny_perceptron("minibatch")
+    model.fit(X, np.eye(2)[Y], batch_size=2, epochs=1, shuffle=False, verbose=0)
+    # Batch 1 {x1, x2} at w = 0: only x1 wrong -> w1 = x1, w0 = -x1, b = (-1, 1).
+    # Batch 2 {x3}: f0 = -2 - 1 - 1 = -4, f1 = 4 -> right: no change.
+    kernel, bias = weights(model)
+    np.testing.assert_allclose(kernel, [[-1, 1], [-2, 2]])
+    np.testing.assert_allclose(bias, [-1, 1])
+    assert model.counter.numpy() == 2
+
+
+def test_averaged_weights_are_the_mean_of_every_snapshot():
+    model = tiny_perceptron("online", averaged=True)
+    model.fit(X, np.eye(2)[Y], batch_size=3, epochs=1, shuffle=False, verbose=0)
+    # Snapshots w_0 = 0, then after x1, x2, x3: w_a, w_a, w_a (only x1 was a mistake)
+    # -> average = 3/4 w_a.
+    expected = 0.75 * np.array([[-1, 1], [-2, 2]])
+    np.testing.assert_allclose(model.get_layer("scores").kernel.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(model.get_layer("scores").bias.numpy(), 0.75 * np.array([-1, 1]))
+
+
+def separable_data(count, margin, seed):
+    """Points in the unit disc at least `margin` from the line u.x = 0, labelled by its side."""
+    rng = np.random.default_rng(seed)
+    direction = np.array([np.cos(0.7), np.sin(0.7)])
+    points = rng.uniform(-1, 1, size=(count * 10, 2))
+    points = points[np.linalg.norm(points, axis=1) <= 1]
+    distance = points @ direction
+    points = points[np.abs(distance) >= margin][:count]
+    return points.astype(np.float32), (points @ direction > 0).astype(int), direction
+
+
+@pytest.mark.parametrize("margin", [0.05, 0.1, 0.2])
+def test_online_perceptron_obeys_mistake_bound(margin):
+    points, labels, direction = separable_data(300, margin, seed=int(margin * 100))
+    model = tiny_perceptron("online")
+    mistakes = []
+    for _ in range(50):  # epochs until an error-free pass
+        model.fit(points, np.eye(2)[labels], batch_size=300, epochs=1, shuffle=False, verbose=0)
+        mistakes.append(model.mistake_tracker.result().numpy() * len(points))
+        if mistakes[-1] == 0:
+            break
+    assert mistakes[-1] == 0, "converged on separable data"
+    # With the bias, x is augmented to (x, 1): R^2 = max|x|^2 + 1; (u, 0) keeps margin gamma.
+    radius = np.sqrt(np.max(np.sum(points ** 2, axis=1)) + 1.0)
+    gamma = np.min(np.abs(points @ direction))
+    # Two-class multi-class rule = binary perceptron on w1 - w0 (steps of 2x from zero: same mistakes).
+    assert sum(mistakes) <= (radius / gamma) ** 2
+
+
+def test_dropout_stochastic_in_training_and_deterministic_at_inference():
+    model = mlp.build_mlp_mnist()
+    images = random_images((28, 28, 1), count=4)
+    inference = [np.asarray(model(images, training=False)) for _ in range(3)]
+    np.testing.assert_array_equal(inference[0], inference[1])
+    np.testing.assert_array_equal(inference[0], inference[2])
+    training = [np.asarray(model(images, training=True)) for _ in range(2)]
+    assert not np.allclose(training[0], training[1])
+
+
+def test_dropout_off_in_exported_artifact(tmp_path):
+    export_fresh("mlp_mnist", tmp_path / "mlp")
+    loaded = zoo.load(tmp_path / "mlp")
+    images = random_images((28, 28, 1), count=4)
+    np.testing.assert_array_equal(loaded.predict(images).scores, loaded.predict(images).scores)
+
+
+@pytest.mark.parametrize("name", ["linear_mnist", "perceptron_mnist"])
+def test_hyperplane_distance_output_matches_weights(name, tmp_path):
+    model = zoo.get_model(name)
+    if name == "perceptron_mnist":  # zero-initialised: give it a hyperplane first
+        model.get_layer("scores").set_weights([np.random.default_rng(0).normal(size=(784, 10)),
+                                              np.arange(10, dtype=np.float32)])
+    from zoo.export import export
+    from training.tasks import make_card
+    from training.recipes import resolve
+    spec = zoo.get_spec(name)
+    card = make_card(spec, resolve(spec), model, {"test_accuracy": {"value": 0, "split": "test",
+                     "examples": 0}}, {}, 0.0)
+    export(model, spec, card, tmp_path / name)
+    images = random_images((28, 28, 1), count=5)
+    result = zoo.load(tmp_path / name).predict(images)
+    expected = linear.hyperplane_distance(model, images.astype(np.float32) / 255.0)
+    np.testing.assert_allclose(result.distance, expected, rtol=1e-4, atol=1e-5)
+    kernel = model.get_layer("scores").kernel.numpy()
+    np.testing.assert_allclose(result.distance * np.linalg.norm(kernel, axis=0), result.scores,
+                               rtol=1e-4, atol=1e-4)
+    assert (result.probabilities is None) == (name == "perceptron_mnist")
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56])
+def test_resnet_depths_build_with_expected_layers(depth):
+    model = resnet.build_resnet(resnet.ResNetConfig(depth=depth))
+    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convolutions) + 1 == depth  # 6n conv layers + stem conv + final dense = 6n + 2
+    outputs = np.asarray(model(random_images((32, 32, 3), count=2), training=False))
+    assert outputs.shape == (2, 10) and np.all(np.isfinite(outputs))
+
+
+def test_resnet_rejects_bad_depth():
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        resnet.build_resnet(resnet.ResNetConfig(depth=21))
+
+
+def test_builder_argument_errors():
+    with pytest.raises(ValueError, match="mode"):
+        perceptron.build_perceptron(perceptron.PerceptronConfig(mode="sideways"))
+    with pytest.raises(ValueError, match="activation"):
+        mlp.build_mlp(mlp.MLPConfig(activation="swishy"))
+    with pytest.raises(ValueError, match="dropout"):
+        mlp.build_mlp(mlp.MLPConfig(dropout=1.0))
