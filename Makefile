@@ -49,3 +49,9 @@ evaluate-%: $(STAMP)
 
 readme-table: $(STAMP)
 	$(PY) -m zoo list --update-readme
+
+export-onnx-%: $(STAMP)
+	$(PY) -m zoo convert onnx $*
+
+export-tflite-%: $(STAMP)
+	$(PY) -m zoo convert tflite $*

@@ -65,8 +65,9 @@ class EpochClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["elapsed_seconds"] = self.offset + time.perf_counter() - self.start
-            rate = self.model.optimizer.learning_rate
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+            optimizer = self.model.optimizer
+            if optimizer is not None and int(optimizer.iterations) > 0:  # the perceptron has none in use
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 def read_history(log_path: Path) -> dict[str, list[float]]:
@@ -85,7 +86,10 @@ def read_history(log_path: Path) -> dict[str, list[float]]:
 def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_dir: Path,
         steps_per_epoch: int | None = None, verbose: int | str = "auto") -> dict[str, list[float]]:
     """model.fit that resumes from work_dir after a kill; returns the whole run's history."""
-    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CheckpointError(f"could not create the checkpoint folder {work_dir}: {error}") from error
     log_path = work_dir / "log.csv"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=False),
@@ -93,9 +97,17 @@ def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_di
         EpochClock(log_path),
         keras.callbacks.CSVLogger(str(log_path), append=True),
     ]
-    model.fit(train_data, validation_data=validation_data, epochs=recipe.epochs,
-              steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    try:
+        model.fit(train_data, validation_data=validation_data, epochs=recipe.epochs,
+                  steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    except OSError as error:  # checkpoint or log writes: disk full, permissions
+        raise CheckpointError(f"could not write checkpoints or logs in {work_dir}: {error}; "
+                              "rerun the same command to resume from the last completed epoch") from error
     return read_history(log_path)
+
+
+class CheckpointError(RuntimeError):
+    """Writing a checkpoint or the training log failed."""
 
 
 def hardware_summary() -> dict:

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from training import distribute, tasks
     path = tasks.train(args.model, overrides, data_dir=args.data_dir, destination=args.output,
-                       strategy=distribute.make_strategy(args.distribute))
+                       strategy=distribute.make_strategy(args.distribute),
+                       verbose=1 if sys.stdout.isatty() else 2)  # a progress bar only on a terminal
     print(f"exported {args.model} to {path}")
     return 0
 

@@ -1,4 +1,4 @@
-"""python -m zoo list | info NAME | predict NAME INPUT... | evaluate NAME | verify | demo"""
+"""python -m zoo list | info NAME | predict NAME INPUT... | evaluate NAME | verify | convert FORMAT NAME | demo"""
 from __future__ import annotations
 
 import argparse
@@ -126,6 +126,13 @@ def command_verify(args) -> int:
     return 1 if problems else 0
 
 
+def command_convert(args) -> int:
+    from zoo.convert import to_onnx, to_tflite
+    path = (to_onnx if args.format == "onnx" else to_tflite)(args.name, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
 def command_demo(args) -> int:
     from zoo.demo import run_demo
     return run_demo(data_dir=args.data_dir)
@@ -153,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="check every artifact's manifest and card")
     verify.add_argument("names", nargs="*")
     verify.set_defaults(run=command_verify)
+    convert = commands.add_parser("convert", help="convert an artifact to ONNX or TFLite")
+    convert.add_argument("format", choices=["onnx", "tflite"])
+    convert.add_argument("name")
+    convert.add_argument("--output", help="file to write (default: converted/<name>/model.<format>)")
+    convert.set_defaults(run=command_convert)
     demo = commands.add_parser("demo", help="show every committed model working")
     demo.add_argument("--data-dir")
     demo.set_defaults(run=command_demo)

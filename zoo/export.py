@@ -18,6 +18,10 @@ from zoo.manifest import write_manifest
 from zoo.registry import ModelSpec
 
 
+class ExportError(RuntimeError):
+    """Writing an artifact failed; nothing was half-written."""
+
+
 def image_archive(model: keras.Model, spec: ModelSpec) -> keras.export.ExportArchive:
     """serving_default(image uint8[N, H, W, C]) -> scores, class_id, and probabilities
     and/or distance as the spec says."""
@@ -27,7 +31,8 @@ def image_archive(model: keras.Model, spec: ModelSpec) -> keras.export.ExportArc
     # kernel [D, K]: one hyperplane per class; f(x)/||w_k|| is x's signed distance to it.
     kernel = model.get_layer("scores").kernel if spec.hyperplane_distance else None
 
-    @tf.function(input_signature=[tf.TensorSpec([None, height, width, channels], tf.uint8, name="image")])
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, channels], tf.uint8, name="image")],
+                 autograph=False)
     def serve(image):
         scores = tf.cast(model(image, training=False), tf.float32)
         outputs = {"scores": scores, "class_id": tf.argmax(scores, axis=-1, output_type=tf.int64)}
@@ -45,8 +50,11 @@ def export(model: keras.Model, spec: ModelSpec, card: dict, destination: Path | 
            extra_files: dict[str, bytes] | None = None) -> Path:
     """Export `model` to `destination` (default exported_models/<name>/) atomically."""
     destination = Path(destination or spec.export_dir)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent))
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent))
+    except OSError as error:
+        raise ExportError(f"could not create a folder beside {destination}: {error}") from error
     try:
         if spec.task == "image":
             archive = image_archive(model, spec)
@@ -62,6 +70,10 @@ def export(model: keras.Model, spec: ModelSpec, card: dict, destination: Path | 
         write_card_readme(staging, card)
         write_manifest(staging)
         replace_directory(staging, destination)
+    except OSError as error:  # disk full, permissions: say where, keep the old artifact
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"could not write the {spec.name} artifact to {destination}: {error}; "
+                          "the previous artifact, if any, is unchanged") from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

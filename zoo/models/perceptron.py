@@ -50,7 +50,8 @@ class Perceptron(keras.Model):
         self.update_sum_kernel = state("update_sum_kernel", (dimension, classes))  # sum of c * update
         self.update_sum_bias = state("update_sum_bias", (classes,))
         self.counter = state("counter", ())  # examples (online) or steps seen, c
-        self.mistake_tracker = keras.metrics.Mean(name="mistake_rate")
+        self.mistake_tracker = keras.metrics.Mean(name="mistake_rate")  # updates made / examples
+        self.criterion_tracker = keras.metrics.Mean(name="criterion")
 
     def train_step(self, data):
         images, labels = data[0], data[1]
@@ -63,8 +64,15 @@ class Perceptron(keras.Model):
         self._publish()
         predictions = self(images, training=False)
         self.mistake_tracker.update_state(mistakes / tf.cast(tf.shape(labels)[0], tf.float32))
+        self.criterion_tracker.update_state(perceptron_criterion(data[1], predictions))
         results = self.compute_metrics(images, data[1], predictions)
-        return {**results, "mistake_rate": self.mistake_tracker.result()}
+        # "loss": the perceptron criterion of the published classifier (reported, not differentiated).
+        return {**results, "loss": self.criterion_tracker.result(),
+                "mistake_rate": self.mistake_tracker.result()}
+
+    def test_step(self, data):
+        results = super().test_step(data)
+        return {key: value for key, value in results.items() if key not in ("mistake_rate", "criterion")}
 
     def _update(self, features, labels, predicted):
         """eta (onehot(y) - onehot(p)) for each mistake: [B, K]; zero rows where p == y."""

@@ -1,0 +1,50 @@
+"""ONNX (onnxruntime) and TFLite (LiteRT) exports agree with the SavedModel."""
+import numpy as np
+import pytest
+
+import zoo
+from zoo import registry
+from tests.conftest import IMAGE_MODELS, export_fresh, random_images
+
+
+def parity_inputs(model, data_dir, count=100):
+    """100 real test images when a data directory is set, generated ones otherwise."""
+    if data_dir:
+        from zoo.data.images import load_images
+        images, _ = next(iter(load_images(model.card["dataset"]["name"], "test", data_dir).batch(count)))
+        return images.numpy()
+    return random_images(model.input_shape, count=count, seed=11)
+
+
+def artifact_for(name, tmp_path):
+    spec = registry.get(name)
+    if spec.export_dir.is_dir():
+        return spec.export_dir
+    export_fresh(name, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_onnx_and_tflite_match_savedmodel(name, tmp_path, monkeypatch):
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+    from zoo.convert import to_onnx, to_tflite
+
+    import os
+    path = artifact_for(name, tmp_path)
+    model = zoo.load(path)
+    images = parity_inputs(model, os.environ.get("ZOO_DATA_DIR") if path == registry.get(name).export_dir else None)
+    expected = model.predict(images)
+
+    session = onnxruntime.InferenceSession(str(to_onnx(path, tmp_path / "model.onnx")))
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    names = [o.name for o in session.get_outputs()]
+    onnx_outputs = dict(zip(names, session.run(None, {"image": images})))
+    np.testing.assert_allclose(onnx_outputs["scores"], expected.scores, atol=1e-4)
+    np.testing.assert_array_equal(onnx_outputs["class_id"], expected.class_id)
+
+    interpreter = Interpreter(model_content=to_tflite(path, tmp_path / "model.tflite").read_bytes())
+    runner = interpreter.get_signature_runner("serving_default")
+    tflite_scores = np.concatenate([runner(image=images[i:i + 1])["scores"] for i in range(len(images))])
+    np.testing.assert_allclose(tflite_scores, expected.scores, atol=1e-4)
