@@ -66,7 +66,7 @@ class EpochClock(keras.callbacks.Callback):
         if logs is not None:
             logs["elapsed_seconds"] = self.offset + time.perf_counter() - self.start
             optimizer = self.model.optimizer
-            if optimizer is not None and int(optimizer.iterations) > 0:  # the perceptron has none in use
+            if optimizer is not None and int(keras.ops.convert_to_numpy(optimizer.iterations)) > 0:  # the perceptron has none in use
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 

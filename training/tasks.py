@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
-from training import loop
+from training import distribute, loop
 from training.recipes import Recipe, resolve
 from zoo import registry
 from zoo.data.images import dataset_checksums, image_pipeline, load_images
@@ -32,7 +32,10 @@ def train(name: str, overrides: Mapping[str, Any] | None = None, data_dir=None,
         from training.language_task import train_language_model
         return train_language_model(spec, recipe, data_dir, destination, work_dir, strategy, verbose)
     model, metrics, history = train_image_model(spec, recipe, data_dir, work_dir, strategy, verbose)
-    card = make_card(spec, recipe, model, metrics, history, time.perf_counter() - started)
+    card = make_card(spec, recipe, model, metrics, history, time.perf_counter() - started,
+                     extra={"distribute": type(strategy).__name__ if strategy else "none"})
+    if not distribute.is_chief():
+        return None  # in multi-worker training only the chief writes the artifact
     path = export(model, spec, card, destination)
     loop.clear_checkpoints(work_dir)
     return path
@@ -52,7 +55,15 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
     with (strategy or tf.distribute.get_strategy()).scope():
         model = spec.build()
         compile_image_model(model, recipe, steps)
-    history = loop.fit(model, recipe, train_data, test_data.map(one_hot), work_dir, verbose=verbose)
+    if distribute.is_multi_worker(strategy):
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.label_smoothing,
+                                                    reduction=None)
+        history = distribute.custom_fit(model, loss, train_data.with_options(options), recipe.epochs, steps,
+                                        strategy, recipe.batch_size)
+    else:
+        history = loop.fit(model, recipe, train_data, test_data.map(one_hot), work_dir, verbose=verbose)
 
     def classify(images):
         return tf.argmax(model(images, training=False), axis=-1)
