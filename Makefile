@@ -13,7 +13,7 @@ EPOCHS ?=
 DISTRIBUTE ?= none
 TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) --distribute $(DISTRIBUTE)
 
-.PHONY: help venv test test-fast demo list verify readme-table
+.PHONY: help venv test test-fast demo list verify readme-table bench
 help:
 	@echo "make test | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "models: run 'make list'"
@@ -55,3 +55,6 @@ export-onnx-%: $(STAMP)
 
 export-tflite-%: $(STAMP)
 	$(PY) -m zoo convert tflite $*
+
+bench: $(STAMP)
+	$(PY) -m training.bench
