@@ -203,7 +203,7 @@ def log_softmax(logits):
 
 
 @pytest.mark.parametrize("text", [
-    "the cat sat on the mat\nA BIG dog ran\n\nand  zebra n",
+    "the cat sat on the mat\r\nA BIG\tdog ran\n \n\nand  zebra n",
     " the big red cat sat on a small mat and the dog ran on the mat and the cat sat ",
 ])
 def test_score_step_next_word_and_keras_agree(tiny_lstm, text):
@@ -237,7 +237,8 @@ def test_score_step_next_word_and_keras_agree(tiny_lstm, text):
 def test_score_scores_each_string_on_its_own(tiny_lstm):
     _, _, path = tiny_lstm
     score = tf.saved_model.load(str(path)).signatures["score"]
-    texts = ["the cat sat", "", "a dog ran on the big red mat and the cat sat on it\nthe end", "  \n  "]
+    texts = ["the cat sat", "", "a dog ran on the big red mat and the cat sat on it\nthe end", "  \n  ",
+             "a\x0bcat\x0cdog\r\n\x0b\n\tÉtÉ big"]
     together = score(text=tf.constant(texts))
     for index, text in enumerate(texts):
         alone = score(text=tf.constant([text]))
@@ -254,6 +255,9 @@ def test_artifact_holds_vocabulary_asset_and_card(tiny_lstm):
     assert card["dataset"]["files_sha256"] == ptb.dataset_checksums()
     assert card["state_size"] == 2 * 2 * 8
     assert not list(path.glob("*.txt")), "the vocabulary lives in assets/ only"
+    weights_bytes = 4 * model.count_params()
+    saved_bytes = (path / "variables" / "variables.data-00000-of-00001").stat().st_size
+    assert weights_bytes <= saved_bytes < 1.5 * weights_bytes, "each weight is saved once in the SavedModel"
 
 
 @pytest.mark.parametrize("cell,tie,layers", [("rnn", True, 1), ("gru", False, 2)])
@@ -387,3 +391,23 @@ def test_real_ptb_through_tfds(data_dir, tmp_path):
     assert lines["test"][0] == "no it was n't black monday"
     test_ids = ptb.token_ids(lines["test"], vocabulary)
     assert vocabulary.index("<unk>") in test_ids and len(ptb.tokenize("\n".join(lines["test"]))) == 82_430
+
+
+def test_make_train_dispatches_language_models_with_the_recipe(tmp_path, monkeypatch):
+    from training import language_task, tasks
+    seen = {}
+
+    def fake_lines(split, data_dir):
+        seen["data_dir"] = data_dir
+        return FIXTURE[split]
+    monkeypatch.setattr(ptb, "load_lines", fake_lines)
+
+    def fake_train(spec, recipe, lines, destination, work_dir, strategy, verbose):
+        seen.update(spec=spec, recipe=recipe, lines=lines, destination=destination)
+        return destination
+    monkeypatch.setattr(language_task, "train_on_lines", fake_train)
+    path = tasks.train("lstm_ptb", {"epochs": 1}, data_dir=str(tmp_path), destination=tmp_path / "out",
+                       work_dir=tmp_path / "work", verbose=0)
+    assert path == tmp_path / "out" and seen["spec"].name == "lstm_ptb" and seen["data_dir"] == str(tmp_path)
+    assert seen["recipe"].epochs == 1 and seen["recipe"].batch_size == registry.get("lstm_ptb").recipe["batch_size"]
+    assert seen["lines"] == FIXTURE

@@ -82,9 +82,8 @@ def load_lines(split: str, data_dir: str | os.PathLike | None = None,
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     builder = prepare_builder(Ptb(data_dir=tfds_dir), "ptb", data_dir)
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
-    return [text.decode("utf-8") for text in dataset.map(lambda example: example["text"])
-            .batch(4096).as_numpy_iterator() for text in text]
+    batches = builder.as_dataset(split=split, shuffle_files=False).map(lambda example: example["text"]).batch(4096)
+    return [line.decode("utf-8") for batch in batches.as_numpy_iterator() for line in batch]
 
 
 def tokenize(text: str, final_eos: bool = True) -> list[str]:
@@ -122,7 +121,7 @@ def stream_batches(ids: np.ndarray, batch_size: int, sequence_length: int) -> tf
     The token stream is cut into `batch_size` contiguous streams, one per batch row, and each
     stream into consecutive windows: row b of batch i+1 continues row b of batch i, so a
     stateful model can carry its state across batches. Targets are the inputs shifted by one
-    token. The tail that does not fill a whole batch (< batch_size * sequence_length + 1
+    token. The tail that does not fill a whole batch (fewer than batch_size * sequence_length
     tokens) is dropped.
     """
     if batch_size < 1 or sequence_length < 1:

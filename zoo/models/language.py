@@ -352,7 +352,8 @@ def language_archive(model: keras.Model, spec, staging_dir: Path) -> keras.expor
                                        os.path.join(os.fspath(staging_dir), "assets", VOCABULARY_ASSET))
     serving = LanguageServing(model, vocabulary_file)
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # Only the tables are tracked by hand: the endpoints' variables are saved once on their own;
+    # track(model) would store every weight a second time (as Keras variables), doubling the size.
     archive.track(serving.tables)
     for name, (function, signature) in serving.endpoints().items():
         archive.add_endpoint(name, function, signature)
