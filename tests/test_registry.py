@@ -5,7 +5,7 @@ import pytest
 
 import zoo
 from zoo import registry
-from tests.conftest import IMAGE_MODELS, random_images
+from tests.conftest import random_images
 
 
 @pytest.mark.parametrize("name", registry.list_models())
@@ -16,6 +16,11 @@ def test_build_forward_shape_no_nan_and_parameter_count(name):
     if spec.task == "image":
         outputs = np.asarray(model(random_images(model.input_shape[1:], count=3), training=False))
         assert outputs.shape == (3, len(spec.label_names))
+        assert np.all(np.isfinite(outputs))
+    else:  # token ids int32 [N, T] -> next-token logits [N, T, vocabulary]
+        token_ids = np.random.default_rng(0).integers(0, spec.config.vocab_size, (2, 7), dtype=np.int32)
+        outputs = np.asarray(model(token_ids, training=False))
+        assert outputs.shape == (2, 7, spec.config.vocab_size) == (2, 7, 10_000)
         assert np.all(np.isfinite(outputs))
 
 
@@ -39,7 +44,7 @@ def test_unknown_name_is_a_clear_error():
         zoo.get_spec(3)
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", registry.list_models())
 def test_get_model_pretrained_matches_fresh_architecture(name):
     fresh = zoo.get_model(name, pretrained=False)
     spec = registry.get(name)
@@ -50,3 +55,6 @@ def test_get_model_pretrained_matches_fresh_architecture(name):
     trained = zoo.get_model(name, pretrained=True)
     assert [w.shape for w in trained.weights] == [w.shape for w in fresh.weights]
     assert any(not np.allclose(a, b) for a, b in zip(trained.get_weights(), fresh.get_weights()))
+    if spec.task == "language":
+        from zoo.models.language import model_vocabulary
+        assert len(model_vocabulary(trained)) == spec.config.vocab_size

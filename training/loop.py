@@ -84,8 +84,10 @@ def read_history(log_path: Path) -> dict[str, list[float]]:
 
 
 def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_dir: Path,
-        steps_per_epoch: int | None = None, verbose: int | str = "auto") -> dict[str, list[float]]:
-    """model.fit that resumes from work_dir after a kill; returns the whole run's history."""
+        steps_per_epoch: int | None = None, verbose: int | str = "auto",
+        callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> dict[str, list[float]]:
+    """model.fit that resumes from work_dir after a kill; returns the whole run's history.
+    Extra `callbacks` run before the CSV log, so values they add to the logs are recorded."""
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -95,6 +97,7 @@ def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_di
         keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
         EpochClock(log_path),
+        *callbacks,
         keras.callbacks.CSVLogger(str(log_path), append=True),
     ]
     try:

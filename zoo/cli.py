@@ -83,6 +83,9 @@ def command_predict(args) -> int:
         for text in args.inputs:
             words = ", ".join(f"{word} {probability:.3f}" for word, probability in model.next_words(text, k=args.top))
             print(f"{text!r} -> {words}")
+            unknown = model.unknown_words(text)
+            if unknown:
+                print(f"  (not in the vocabulary, read as <unk>: {' '.join(unknown)})")
         return 0
     inputs = []
     for item in args.inputs:

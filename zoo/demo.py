@@ -59,7 +59,8 @@ def _demo_language_model(model) -> None:
     for prompt in PROMPTS:
         words = ", ".join(f"{word} {probability:.2f}" for word, probability in model.next_words(prompt, k=3))
         text = model.generate(prompt, num_words=12, temperature=0.8, top_k=40, seed=0)
-        print(f"  {prompt!r}: next {words}\n    -> {text}")
+        shown = text.replace("\n", " / ")  # a sampled <eos> ends a line
+        print(f"  {prompt!r}: next {words}\n    -> {shown}")
 
 
 def run_demo(data_dir=None) -> int:

@@ -1,0 +1,117 @@
+"""Language models: truncated-BPTT training on PTB with the state carried across batches,
+perplexity through the artifact's `score` signature, export.
+
+Training uses a stateful twin of the registered model (same layers, fixed batch size): the token
+stream is cut into `batch_size` parallel streams and batch i+1 continues batch i in every row
+(zoo.data.ptb.stream_batches), so each row's state flows on across `sequence_length`-token
+windows; gradients stop at window boundaries. The state is zeroed at the start of every epoch
+and of every validation pass. The trained weights are then copied into the registered,
+batch-agnostic model, which is what gets evaluated and exported.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from training import loop
+from training.recipes import Recipe
+from zoo.data import ptb
+from zoo.export import export
+from zoo.models import language
+
+# Card metric key -> split, in the card's order (the test metric first).
+EVALUATED_SPLITS = {"test_perplexity": "test", "validation_perplexity": "validation"}
+
+
+class CarriedState(keras.callbacks.Callback):
+    """Zeroes the carried state at every epoch and validation start; logs perplexity =
+    exp(mean token cross-entropy) for training and validation."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        language.reset_states(self.model)
+
+    def on_test_begin(self, logs=None):
+        language.reset_states(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for loss_key in ("loss", "val_loss"):
+            if loss_key in logs:
+                logs[loss_key.replace("loss", "perplexity")] = math.exp(min(float(logs[loss_key]), 50.0))
+
+
+def train_language_model(spec, recipe: Recipe, data_dir, destination: Path | None, work_dir: Path,
+                         strategy: tf.distribute.Strategy | None, verbose) -> Path:
+    """Train the registered language model `spec` on PTB and export it; returns the artifact folder."""
+    lines = {split: ptb.load_lines(split, data_dir) for split in ptb.SPLITS}
+    return train_on_lines(spec, recipe, lines, destination, work_dir, strategy, verbose)
+
+
+def train_on_lines(spec, recipe: Recipe, lines: Mapping[str, Sequence[str]], destination: Path | None,
+                   work_dir: Path, strategy: tf.distribute.Strategy | None = None, verbose="auto") -> Path:
+    """The whole run on given split -> lines (train, validation, test): vocabulary from the
+    training lines, fit, perplexities through `score`, card, export, checkpoints removed."""
+    from training.tasks import make_card  # tasks imports this module lazily
+
+    started = time.perf_counter()
+    vocabulary = ptb.build_vocabulary(lines["train"])
+    model, history = fit_language_model(spec, recipe, lines, vocabulary, work_dir, strategy, verbose)
+    metrics = perplexities(model, {split: lines[split] for split in EVALUATED_SPLITS.values()}, work_dir)
+    card = make_card(spec, recipe, model, metrics, history, time.perf_counter() - started,
+                     extra=card_extra(spec, vocabulary))
+    path = export(model, spec, card, destination)
+    loop.clear_checkpoints(work_dir)
+    return path
+
+
+def fit_language_model(spec, recipe: Recipe, lines, vocabulary: list[str], work_dir: Path,
+                       strategy, verbose) -> tuple[keras.Model, dict]:
+    """Fit the stateful twin; returns the registered model holding its weights, and the history."""
+    if len(vocabulary) != spec.config.vocab_size:
+        raise ValueError(f"the training split has {len(vocabulary)} words; {spec.name} expects "
+                         f"vocab_size={spec.config.vocab_size}")
+    strategy = strategy or tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync > 1:
+        raise ValueError("language models train on one device: splitting a batch across replicas "
+                         "would break the state carried from one batch to the next")
+    train_data, validation_data = (
+        ptb.stream_batches(ptb.token_ids(lines[split], vocabulary), recipe.batch_size, recipe.sequence_length)
+        for split in ("train", "validation"))
+    with strategy.scope():
+        twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)
+        twin.compile(optimizer=loop.make_optimizer(recipe, int(train_data.cardinality())),
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = loop.fit(twin, recipe, train_data.prefetch(tf.data.AUTOTUNE), validation_data, work_dir,
+                       verbose=verbose, callbacks=(CarriedState(),))
+    model = spec.build()
+    model.set_weights(twin.get_weights())  # the same layers in the same order; states are not weights
+    return language.set_vocabulary(model, vocabulary), history
+
+
+def perplexities(model: keras.Model, texts: Mapping[str, Sequence[str]], work_dir: Path) -> dict:
+    """Card metrics: each split's lines scored as one string by the artifact's `score` function."""
+    vocabulary_file = language.write_vocabulary(language.model_vocabulary(model), Path(work_dir) / "vocab.txt")
+    score = language.LanguageServing(model, vocabulary_file).functions()["score"]
+    metrics = {}
+    for key, split in EVALUATED_SPLITS.items():
+        if split not in texts:
+            continue
+        result = score(tf.constant(["\n".join(texts[split])]))
+        log_probability, count = float(result["log_probability"][0]), int(result["token_count"][0])
+        metrics[key] = {"value": math.exp(-log_probability / count), "split": split, "examples": count}
+    return metrics
+
+
+def card_extra(spec, vocabulary: list[str]) -> dict:
+    return {
+        "state_size": language.state_size(spec.config),
+        "vocabulary": {"file": f"assets/{language.VOCABULARY_ASSET}", "size": len(vocabulary),
+                       "order": "training-split frequency, most frequent first; ties by code point",
+                       "unknown_word": ptb.UNK, "end_of_line": ptb.EOS},
+    }
