@@ -24,6 +24,21 @@ def artifact_for(name, tmp_path):
     return tmp_path / name
 
 
+def assert_outputs_match(outputs, expected, trained=True):
+    """Max abs diff < 1e-4 on the outputs with a fixed scale: probabilities, and logits of
+    probabilistic models; for the perceptron, whose scores have an arbitrary scale (sums of
+    training examples, |f| up to ~600), the scale-free distance f(x)/||w|| instead."""
+    # Untrained stand-ins (no committed artifact yet) have fresh BN statistics and logits up to
+    # ~1e4 (ResNet-56): there the bound is relative to that scale.
+    scale = 1.0 if trained else max(1.0, float(np.abs(expected.scores).max()))
+    np.testing.assert_array_equal(outputs["class_id"], expected.class_id)
+    if expected.probabilities is not None:
+        np.testing.assert_allclose(outputs["probabilities"], expected.probabilities, atol=1e-4)
+        np.testing.assert_allclose(outputs["scores"], expected.scores, atol=1e-4 * scale)
+    if expected.distance is not None:
+        np.testing.assert_allclose(outputs["distance"], expected.distance, atol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_onnx_and_tflite_match_savedmodel(name, tmp_path, monkeypatch):
@@ -41,10 +56,12 @@ def test_onnx_and_tflite_match_savedmodel(name, tmp_path, monkeypatch):
     assert [i.name for i in session.get_inputs()] == ["image"]
     names = [o.name for o in session.get_outputs()]
     onnx_outputs = dict(zip(names, session.run(None, {"image": images})))
-    np.testing.assert_allclose(onnx_outputs["scores"], expected.scores, atol=1e-4)
+    trained = path == registry.get(name).export_dir
+    assert_outputs_match(onnx_outputs, expected, trained)
     np.testing.assert_array_equal(onnx_outputs["class_id"], expected.class_id)
 
     interpreter = Interpreter(model_content=to_tflite(path, tmp_path / "model.tflite").read_bytes())
     runner = interpreter.get_signature_runner("serving_default")
-    tflite_scores = np.concatenate([runner(image=images[i:i + 1])["scores"] for i in range(len(images))])
-    np.testing.assert_allclose(tflite_scores, expected.scores, atol=1e-4)
+    results = [runner(image=images[i:i + 1]) for i in range(len(images))]
+    tflite_outputs = {key: np.concatenate([r[key] for r in results]) for key in results[0]}
+    assert_outputs_match(tflite_outputs, expected, trained)

@@ -57,7 +57,7 @@ register(ModelSpec(
     builder=cnn.build_cnn_cifar10, config=cnn.CIFAR10_CONFIG,
     parameter_count=815_466, metric="accuracy", bar=0.85,
     reference="",
-    recipe={"epochs": 20, "batch_size": 128, "learning_rate": 2e-3, "warmup_epochs": 1,
+    recipe={"epochs": 12, "batch_size": 128, "learning_rate": 2e-3, "warmup_epochs": 1,
             "weight_decay": 5e-4, "augment": "flip_crop", "label_smoothing": 0.1},
     label_names=CIFAR10_LABELS,
     description="Conv + pooling network for 32x32 RGB: three stages of two 3x3 conv-BN-ReLU "

@@ -27,7 +27,8 @@ def image_archive(model: keras.Model, spec: ModelSpec) -> keras.export.ExportArc
     and/or distance as the spec says."""
     height, width, channels = model.input_shape[1:]
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # No archive.track(model): the endpoint's captured variables are saved once on their own;
+    # tracking the model too would store every weight a second time (as Keras variables).
     # kernel [D, K]: one hyperplane per class; f(x)/||w_k|| is x's signed distance to it.
     kernel = model.get_layer("scores").kernel if spec.hyperplane_distance else None
 
@@ -62,7 +63,7 @@ def export(model: keras.Model, spec: ModelSpec, card: dict, destination: Path | 
             from zoo.models.language import language_archive  # the text-in-graph signatures
             archive = language_archive(model, spec, staging)
         archive.write_out(str(staging), verbose=False)
-        model.save_weights(staging / "model.weights.h5")
+        save_weights_only(model, staging / "model.weights.h5")
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         (staging / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
@@ -78,6 +79,17 @@ def export(model: keras.Model, spec: ModelSpec, card: dict, destination: Path | 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
+
+
+def save_weights_only(model: keras.Model, path: Path) -> None:
+    """model.weights.h5 without the optimizer's slots (Keras saves them once compiled):
+    what get_model(pretrained=True) needs, at a third of the size for Adam."""
+    optimizer = getattr(model, "optimizer", None)
+    model.optimizer = None
+    try:
+        model.save_weights(path)
+    finally:
+        model.optimizer = optimizer
 
 
 def replace_directory(new: Path, destination: Path) -> None:

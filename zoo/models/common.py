@@ -10,16 +10,19 @@ def image_input(input_shape: tuple[int, int, int]) -> keras.KerasTensor:
 
 
 def scale_pixels(image, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
-    """uint8 [N, H, W, C] -> float32 in [0, 1], then per-channel standardised if mean/std given.
+    """uint8 [N, H, W, C] -> float32 x / 255, or per-channel (x / 255 - mean) / std.
 
-    Preprocessing lives inside the model so the exported graph takes raw pixels.
-    """
-    x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32", name="scale")(
-        keras.ops.cast(image, "float32"))
-    if mean is not None:
-        variance = [s * s for s in std]
-        x = keras.layers.Normalization(mean=list(mean), variance=variance, name="standardise")(x)
-    return x
+    Preprocessing lives inside the model so the exported graph takes raw pixels. One Rescaling
+    layer with Python-number constants: they become graph constants (a Normalization layer's
+    would be captured eager tensors, which ONNX conversion cannot freeze)."""
+    pixels = keras.ops.cast(image, "float32")
+    if mean is None:
+        return keras.layers.Rescaling(1.0 / 255.0, dtype="float32", name="scale")(pixels)
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        raise ValueError(f"mean and std need one value per channel and std > 0, got {mean!r}, {std!r}")
+    scale = [1.0 / (255.0 * s) for s in std]
+    offset = [-m / s for m, s in zip(mean, std)]
+    return keras.layers.Rescaling(scale, offset, dtype="float32", name="scale")(pixels)
 
 
 def check_positive(name: str, value) -> None:

@@ -51,7 +51,6 @@ class Perceptron(keras.Model):
         self.update_sum_bias = state("update_sum_bias", (classes,))
         self.counter = state("counter", ())  # examples (online) or steps seen, c
         self.mistake_tracker = keras.metrics.Mean(name="mistake_rate")  # updates made / examples
-        self.criterion_tracker = keras.metrics.Mean(name="criterion")
 
     def train_step(self, data):
         images, labels = data[0], data[1]
@@ -64,15 +63,17 @@ class Perceptron(keras.Model):
         self._publish()
         predictions = self(images, training=False)
         self.mistake_tracker.update_state(mistakes / tf.cast(tf.shape(labels)[0], tf.float32))
-        self.criterion_tracker.update_state(perceptron_criterion(data[1], predictions))
+        # The reported loss: the perceptron criterion of the published classifier (not differentiated).
+        criterion = keras.ops.mean(perceptron_criterion(data[1], predictions))
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(criterion)
         results = self.compute_metrics(images, data[1], predictions)
-        # "loss": the perceptron criterion of the published classifier (reported, not differentiated).
-        return {**results, "loss": self.criterion_tracker.result(),
-                "mistake_rate": self.mistake_tracker.result()}
+        return {**results, "mistake_rate": self.mistake_tracker.result()}
 
     def test_step(self, data):
         results = super().test_step(data)
-        return {key: value for key, value in results.items() if key not in ("mistake_rate", "criterion")}
+        return {key: value for key, value in results.items() if key != "mistake_rate"}
 
     def _update(self, features, labels, predicted):
         """eta (onehot(y) - onehot(p)) for each mistake: [B, K]; zero rows where p == y."""
