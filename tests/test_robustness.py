@@ -101,3 +101,39 @@ def test_large_batch_is_chunked(classifier):
     chunked = classifier.predict(images)  # default chunks of 256
     np.testing.assert_array_equal(whole.class_id, chunked.class_id)
     np.testing.assert_allclose(whole.probabilities, chunked.probabilities, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def language_model(tmp_path_factory):
+    from tests.test_language import export_tiny, tiny_model, tiny_spec
+    spec = tiny_spec("gru")
+    path = export_tiny(spec, tiny_model(spec), tmp_path_factory.mktemp("lm") / "gru_ptb")
+    return zoo.load(path)
+
+
+texts = st.one_of(
+    st.text(max_size=200),
+    st.lists(st.sampled_from(["the", "cat", "sat", "<unk>", "<eos>", "zebra", "THE", "\n", "  ", "n"]),
+             max_size=60).map(" ".join),
+    st.binary(max_size=50),
+    st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=3),
+    st.just("word " * 200_001),  # over the documented 1,000,000-character limit
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=texts, k=st.integers(-2, 12))
+def test_text_api_arbitrary_input(language_model, text, k):
+    try:
+        words = language_model.next_words(text, k=k)
+    except (ValueError, TypeError) as error:
+        assert str(error)
+        valid = isinstance(text, str) and text.split() and 1 <= k and len(text) <= 1_000_000
+        assert not (valid and k <= len(language_model.vocabulary)), f"valid input rejected: {error}"
+        return
+    assert isinstance(text, str) and len(words) == k
+    probabilities = [p for _, p in words]
+    assert probabilities == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
+    assert all(word in language_model.vocabulary for word, _ in words)
+    perplexity = language_model.perplexity(text)
+    assert np.isfinite(perplexity) and perplexity >= 1.0
