@@ -65,3 +65,29 @@ def test_onnx_and_tflite_match_savedmodel(name, tmp_path, monkeypatch):
     results = [runner(image=images[i:i + 1]) for i in range(len(images))]
     tflite_outputs = {key: np.concatenate([r[key] for r in results]) for key in results[0]}
     assert_outputs_match(tflite_outputs, expected, trained)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_language_model_step_converts_to_tflite(cell, tmp_path):
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    from tests.test_language import export_tiny, tiny_model, tiny_spec
+    from zoo.convert import to_tflite
+
+    spec = tiny_spec(cell)
+    path = export_tiny(spec, tiny_model(spec), tmp_path / f"{cell}_ptb")
+    runner = Interpreter(model_content=to_tflite(path, tmp_path / "step.tflite").read_bytes()
+                         ).get_signature_runner("step")
+    step = tf.saved_model.load(str(path)).signatures["step"]
+    size = step.structured_input_signature[1]["state"].shape[-1]
+    lite_state = saved_state = np.zeros((1, size), np.float32)
+    for token in [1, 5, 3, 3, 0, 7]:  # carry the state through a short text
+        token_id = np.array([token], np.int32)
+        lite = runner(token_id=token_id, state=lite_state)
+        saved = {k: v.numpy() for k, v in step(token_id=tf.constant(token_id), state=tf.constant(saved_state)).items()}
+        np.testing.assert_allclose(lite["logits"], saved["logits"], atol=1e-4)
+        lite_state, saved_state = lite["state"], saved["state"]
+    with pytest.raises(ValueError, match="ONNX export covers image models"):
+        from zoo.convert import to_onnx
+        to_onnx(path, tmp_path / "lm.onnx")
