@@ -74,6 +74,16 @@ def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path):
     assert history["epoch"] == [1, 2, 3, 4]
     assert history["elapsed_seconds"] == sorted(history["elapsed_seconds"])
 
+    # The same run uninterrupted ends at the same loss, within run-to-run noise.
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    uninterrupted = start_training(reference_dir, slow=False)
+    _, stderr = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, stderr[-2000:]
+    reference = json.loads((reference_dir / "artifact" / "model_card.json").read_text())["training"]["history"]
+    assert history["loss"][-1] == pytest.approx(reference["loss"][-1], rel=0.1)
+    assert history["loss"][-1] < history["loss"][0]  # it kept learning after the resume
+
 
 def test_disk_full_during_export_is_clear_and_leaves_nothing(tmp_path, monkeypatch):
     import keras
