@@ -50,7 +50,8 @@ def test_online_learning_adapts_to_rotated_labels_faster_than_batch(tmp_path):
     recovery = results["drift"]["recovery"]
     online, batch = recovery["online"], recovery["batch"]
     assert online["examples_to_recover"] is not None
-    assert batch["examples_to_recover"] is None or batch["examples_to_recover"] > 2 * online["examples_to_recover"]
+    assert (batch["examples_to_recover"] is None
+            or batch["examples_to_recover"] > 2 * online["examples_to_recover"])
     assert online["mean_accuracy_after_drift"] > batch["mean_accuracy_after_drift"] + 0.2
 
 
@@ -72,7 +73,6 @@ def test_more_hidden_units_approximate_continuous_functions(tmp_path):
         assert errors[-1] < 0.05, name
 
 
-@pytest.mark.slow
 def test_tanh_trains_faster_than_sigmoid_from_identical_weights(tmp_path):
     results = quick_report(activations, tmp_path)
     assert results["identical_initial_weights"]
@@ -129,7 +129,8 @@ def test_gradient_vanishes_in_tanh_rnn_but_is_kept_by_open_gates_and_irnn(tmp_pa
     assert ratio["LSTM, forget bias 5"] > 0.05
     assert ratio["GRU, keep-gate bias 5"] > 0.1
     # Even at its default biases the LSTM's gradient shrinks far more slowly than the tanh RNN's.
-    assert ratio["LSTM, keras defaults (forget bias 1)"] > 10 * ratio["SimpleRNN tanh, orthogonal recurrent (keras default)"]
+    tanh_rnn = ratio["SimpleRNN tanh, orthogonal recurrent (keras default)"]
+    assert ratio["LSTM, keras defaults (forget bias 1)"] > 10 * tanh_rnn
 
 
 def test_lstm_with_forget_gate_1_and_input_gate_0_keeps_its_cell_state(tmp_path):
@@ -137,8 +138,9 @@ def test_lstm_with_forget_gate_1_and_input_gate_0_keeps_its_cell_state(tmp_path)
     assert results["steps"] == 1000
     final = results["final"]
     assert final["f = 1, i = 0 (b_f = +100, b_i = -100)"]["max_abs_change_of_c"] == 0.0
-    assert final["f = 1 only (b_f = +100, b_i default 0: i ~ 0.5)"]["relative_change_of_c"] > 1.0  # input piles up
-    assert final["i = 0 only (b_i = -100, b_f default 1: f ~ 0.73)"]["norm_ratio_c_T_to_c_0"] < 1e-3  # decays
+    # Either condition alone is not enough: new input piles up, or the memory decays.
+    assert final["f = 1 only (b_f = +100, b_i default 0: i ~ 0.5)"]["relative_change_of_c"] > 1.0
+    assert final["i = 0 only (b_i = -100, b_f default 1: f ~ 0.73)"]["norm_ratio_c_T_to_c_0"] < 1e-3
     assert final["keras defaults (b_f = 1, b_i = 0)"]["relative_change_of_c"] > 0.5
 
 

@@ -11,7 +11,8 @@ from training.experiments.common import load_subset, save_figure, seed, subplots
 from zoo.models.mlp import MLPConfig, build_mlp
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "elu", "abs")
-COLORS = {"sigmoid": "tab:red", "tanh": "tab:blue", "relu": "tab:green", "elu": "tab:purple", "abs": "tab:orange"}
+COLORS = {"sigmoid": "tab:red", "tanh": "tab:blue", "relu": "tab:green", "elu": "tab:purple",
+          "abs": "tab:orange"}
 
 
 def teacher_data(count: int, rng: np.random.Generator, dimension: int = 20, classes: int = 4):
@@ -27,7 +28,8 @@ def load_data(quick: bool, data_dir) -> dict:
         rng = np.random.default_rng(0)
         return {"train": teacher_data(2048, rng), "test": teacher_data(1000, rng), "dataset": "synthetic",
                 "config": {"input_shape": (20,), "num_classes": 4, "pixel_input": False, "hidden_units": 64}}
-    return {"train": load_subset("mnist", "train", 6400, data_dir), "test": load_subset("mnist", "test", 2000, data_dir),
+    return {"train": load_subset("mnist", "train", 6400, data_dir),
+            "test": load_subset("mnist", "test", 2000, data_dir),
             "dataset": "MNIST", "config": {"hidden_units": 256}}
 
 
@@ -54,7 +56,8 @@ def train(activation: str, network_seed: int, data: dict, epochs: int, batch_siz
     model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     losses = BatchLosses()
-    model.fit(*data["train"], batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0, callbacks=[losses])
+    model.fit(*data["train"], batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
+              callbacks=[losses])
     _, test_accuracy = model.evaluate(*data["test"], verbose=0)
     return {"losses": np.array(losses.losses), "test_accuracy": test_accuracy, "initial_weights": initial}
 
@@ -96,8 +99,9 @@ def plot(results: dict, path) -> None:
         axes[1].scatter([index] * len(values), values, color="black", s=12, zorder=3,
                         label="one seed" if index == 0 else None)
     axes[1].set_xticks(range(len(names)), names)
-    axes[1].set(ylabel="training loss, last 20 steps", title=f"after {results['steps']} steps "
-                f"({results['hidden_layers']} x {results['hidden_units']} hidden units, {results['optimizer']})")
+    axes[1].set(ylabel="training loss, last 20 steps",
+                title=f"after {results['steps']} steps ({results['hidden_layers']} x "
+                      f"{results['hidden_units']} hidden units, {results['optimizer']})")
     for axis in axes:
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)

@@ -56,7 +56,8 @@ def run(quick: bool = False, data_dir=None) -> dict:
     seed(0)
     rng = np.random.default_rng(0)
     train_x = np.linspace(0, 1, TRAIN_POINTS)
-    train_targets = (target(train_x)[:, None] + NOISE * rng.normal(size=(TRAIN_POINTS, fits))).astype(np.float32)
+    noise = NOISE * rng.normal(size=(TRAIN_POINTS, fits))
+    train_targets = (target(train_x)[:, None] + noise).astype(np.float32)  # [N, R]
     test_x = np.linspace(0, 1, TEST_POINTS)
     rows, examples = [], {}
     for degree in degrees:
@@ -88,7 +89,8 @@ def plot(results: dict, path) -> None:
     x = np.array(fits["x"])
     grid = np.linspace(0, 1, 400)
     axes[1].plot(grid, np.sin(2 * np.pi * grid), "k-", linewidth=2, label="f(x) = sin(2 pi x)")
-    axes[1].scatter(results["train_x"], results["one_training_set"], color="black", s=12, label="one training set")
+    axes[1].scatter(results["train_x"], results["one_training_set"], color="black", s=12,
+                    label="one training set")
     best = results["best_degree"]
     for degree, color in ((degrees[0], "tab:blue"), (best, "tab:green"), (degrees[-1], "tab:red")):
         for index, curve in enumerate(fits["by_degree"][str(degree)]):

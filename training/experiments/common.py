@@ -65,7 +65,8 @@ def write_report(name: str, results: dict, plot, reports_dir: Path = REPORTS_DIR
     json_path, png_path = folder / f"{name}.json", folder / f"{name}.png"
     text = json.dumps(to_json(results), indent=1)
     # Lists of numbers on one line each: "[\n  1,\n  2\n ]" -> "[1, 2]".
-    text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda match: "[" + re.sub(r"\s+", " ", match.group(1)) + "]", text)
+    text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]",
+                  lambda match: "[" + re.sub(r"\s+", " ", match.group(1)) + "]", text)
     json_path.write_text(text + "\n")
     plot(results, png_path)
     return json_path, png_path

@@ -1,8 +1,8 @@
 """Dropout on over-sized MLPs: it narrows the gap between training and test accuracy, by far
 the most where the network would memorise noise (synthetic data with 20% wrong labels); on a
-clean MNIST subset the effect is small (see the README). At test time every unit is active: outputs are deterministic
-and equal those of the same weights with dropout removed (keras' inverted dropout scales by
-1 / (1 - p) in training, so nothing is rescaled at test time)."""
+clean MNIST subset the effect is small (see reports/README.md). At test time every unit is
+active: outputs are deterministic and equal those of the same weights with dropout removed
+(keras' inverted dropout scales by 1 / (1 - p) in training, so nothing is rescaled at test time)."""
 from __future__ import annotations
 
 import keras
@@ -31,8 +31,9 @@ def load_data(name: str, data_dir) -> dict:
                 "title": "synthetic, 20% label noise", "epochs": 30, "batch_size": 64,
                 "config": {"input_shape": (30,), "num_classes": 4, "pixel_input": False,
                            "hidden_units": 256, "hidden_layers": 2}}
-    return {"train": load_subset("mnist", "train", 2000, data_dir), "test": load_subset("mnist", "test", 2000, data_dir),
-            "title": "MNIST", "epochs": 40, "batch_size": 100, "config": {"hidden_units": 1024, "hidden_layers": 2}}
+    return {"train": load_subset("mnist", "train", 2000, data_dir),
+            "test": load_subset("mnist", "test", 2000, data_dir), "title": "MNIST", "epochs": 40,
+            "batch_size": 100, "config": {"hidden_units": 1024, "hidden_layers": 2}}
 
 
 class Measure(keras.callbacks.Callback):
@@ -41,7 +42,8 @@ class Measure(keras.callbacks.Callback):
     def __init__(self, data: dict, every: int):
         super().__init__()
         self.data, self.every = data, every
-        self.curve = {"epoch": [], "train_loss": [], "train_accuracy": [], "test_loss": [], "test_accuracy": []}
+        keys = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+        self.curve = {key: [] for key in keys}
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
@@ -59,7 +61,8 @@ def train(hidden: float, inputs: float, data: dict) -> tuple[keras.Model, dict]:
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     measure = Measure(data, every=max(1, data["epochs"] // 10))
-    model.fit(*data["train"], batch_size=data["batch_size"], epochs=data["epochs"], verbose=0, callbacks=[measure])
+    model.fit(*data["train"], batch_size=data["batch_size"], epochs=data["epochs"], verbose=0,
+              callbacks=[measure])
     return model, measure.curve
 
 
@@ -71,9 +74,10 @@ def inference_checks(model: keras.Model, data: dict) -> dict:
     noisy_first, noisy_second = (np.asarray(model(inputs, training=True)) for _ in range(2))
     without = build_mlp(MLPConfig(dropout=0.0, **data["config"]))
     without.set_weights(model.get_weights())
-    return {"inference_max_difference_between_calls": float(np.max(np.abs(first - second))),
-            "training_mode_max_difference_between_calls": float(np.max(np.abs(noisy_first - noisy_second))),
-            "inference_max_difference_vs_dropout_removed": float(np.max(np.abs(first - np.asarray(without(inputs)))))}
+    largest = lambda a, b: float(np.max(np.abs(a - b)))  # noqa: E731
+    return {"inference_max_difference_between_calls": largest(first, second),
+            "training_mode_max_difference_between_calls": largest(noisy_first, noisy_second),
+            "inference_max_difference_vs_dropout_removed": largest(first, np.asarray(without(inputs)))}
 
 
 def experiment(data: dict) -> dict:
@@ -83,8 +87,9 @@ def experiment(data: dict) -> dict:
         final[variant] = {key: values[-1] for key, values in curves[variant].items() if key != "epoch"}
         final[variant]["accuracy_gap"] = final[variant]["train_accuracy"] - final[variant]["test_accuracy"]
         final[variant]["loss_gap"] = final[variant]["test_loss"] - final[variant]["train_loss"]
-    return {"title": data["title"], "train_examples": len(data["train"][1]), "test_examples": len(data["test"][1]),
-            "epochs": data["epochs"], "hidden": f"{data['config']['hidden_layers']} x {data['config']['hidden_units']}",
+    hidden = f"{data['config']['hidden_layers']} x {data['config']['hidden_units']}"
+    return {"title": data["title"], "train_examples": len(data["train"][1]),
+            "test_examples": len(data["test"][1]), "epochs": data["epochs"], "hidden": hidden,
             "final": final, "curves": curves, "inference": inference_checks(model, data)}
 
 
@@ -92,7 +97,8 @@ def run(quick: bool = False, data_dir=None) -> dict:
     names = ("synthetic",) if quick else ("synthetic", "mnist")
     return {"variants": {name: {"hidden_dropout": hidden, "input_dropout": inputs}
                          for name, (hidden, inputs) in VARIANTS.items()},
-            "optimizer": "Adam 1e-3", "datasets": {name: experiment(load_data(name, data_dir)) for name in names}}
+            "optimizer": "Adam 1e-3",
+            "datasets": {name: experiment(load_data(name, data_dir)) for name in names}}
 
 
 def plot(results: dict, path) -> None:
@@ -101,14 +107,16 @@ def plot(results: dict, path) -> None:
     colors = {"no dropout": "tab:red", "dropout": "tab:blue"}
     for axis, outcome in zip(axes, datasets.values()):
         for variant, curve in outcome["curves"].items():
-            axis.plot(curve["epoch"], curve["train_accuracy"], "--", color=colors[variant], label=f"{variant}: train")
-            axis.plot(curve["epoch"], curve["test_accuracy"], "-", color=colors[variant], label=f"{variant}: test")
-        gaps = ", ".join(f"{variant} {values['accuracy_gap']:.3f}" for variant, values in outcome["final"].items())
+            for split, style in (("train", "--"), ("test", "-")):
+                axis.plot(curve["epoch"], curve[f"{split}_accuracy"], style, color=colors[variant],
+                          label=f"{variant}: {split}")
+        gaps = ", ".join(f"{variant} {values['accuracy_gap']:.3f}"
+                         for variant, values in outcome["final"].items())
         axis.set(xlabel="epoch", ylabel="accuracy (inference mode: all units active)",
-                 title=f"{outcome['title']}: {outcome['train_examples']} training examples, MLP {outcome['hidden']}\n"
-                       f"final train - test gap: {gaps}")
+                 title=f"{outcome['title']}: {outcome['train_examples']} training examples, "
+                       f"MLP {outcome['hidden']}\nfinal train - test gap: {gaps}")
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)
     variant = results["variants"]["dropout"]
-    save_figure(figure, path, f"Dropout (hidden {variant['hidden_dropout']}, input {variant['input_dropout']}) "
-                "on over-sized MLPs: the train/test gap")
+    save_figure(figure, path, f"Dropout (hidden {variant['hidden_dropout']}, input "
+                f"{variant['input_dropout']}) on over-sized MLPs: the train/test gap")

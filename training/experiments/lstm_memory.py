@@ -68,7 +68,8 @@ def plot(results: dict, path) -> None:
     for name, values in results["relative_change"].items():
         axis.plot(np.arange(len(values)), values, linewidth=2.5 if "i = 0 (" in name else 1.2, label=name)
     axis.set_yscale("symlog", linthresh=0.01)  # linear near 0, so an exact 0 shows as 0
-    axis.set(xscale="symlog", xlabel="step t (symlog)", ylabel="||c_t - c_0|| / ||c_0||, mean of sequences (symlog)",
+    axis.set(xscale="symlog", xlabel="step t (symlog)",
+             ylabel="||c_t - c_0|| / ||c_0||, mean of sequences (symlog)",
              title=f"random LSTM cell, {results['units']} units, random inputs, c_0 random")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8)

@@ -134,8 +134,8 @@ def recovery(curves: dict, drift_at: int) -> dict:
         before = float(accuracies[examples <= drift_at][-1])
         after = examples > drift_at
         recovered = np.flatnonzero(after & (accuracies >= 0.9 * before))
-        summary[mode] = {"accuracy_before_drift": before,
-                         "examples_to_recover": int(examples[recovered[0]] - drift_at) if len(recovered) else None,
+        to_recover = int(examples[recovered[0]] - drift_at) if len(recovered) else None
+        summary[mode] = {"accuracy_before_drift": before, "examples_to_recover": to_recover,
                          "mean_accuracy_after_drift": float(np.mean(accuracies[after]))}
     return summary
 
@@ -157,7 +157,7 @@ def run(quick: bool = False, data_dir=None) -> dict:
 def plot(results: dict, path) -> None:
     figure, axes = subplots(columns=3, width=5.2, height=4.6)
     for mode, curve in results["static"].items():
-        label = {"online": f"online (one update per example)",
+        label = {"online": "online (one update per example)",
                  "minibatch": f"mini-batch ({results['chunk']} examples per update)",
                  "batch": "batch (whole training set per update)"}[mode]
         axes[0].plot(curve["examples"], curve["accuracy"], color=COLORS[mode], label=label)
@@ -168,8 +168,9 @@ def plot(results: dict, path) -> None:
                 title="accuracy vs training time")
     drift = results["drift"]
     for mode, curve in drift["curves"].items():
-        axes[2].plot(curve["examples"], curve["accuracy"], color=COLORS[mode], marker="." if mode == "batch" else None,
-                     label=mode if mode != "batch" else f"batch (refit every {results['refit_every']})")
+        batch = mode == "batch"
+        axes[2].plot(curve["examples"], curve["accuracy"], color=COLORS[mode], marker="." if batch else None,
+                     label=f"batch (refit every {results['refit_every']})" if batch else mode)
     axes[2].axvline(drift["drift_at"], color="black", linestyle="--", label="labels rotate: y -> y+1")
     axes[2].set(xlabel="stream examples seen", ylabel="test accuracy (labels in force)",
                 title="drifting stream: who adapts?", ylim=(0, 1))

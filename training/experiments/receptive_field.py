@@ -16,6 +16,7 @@ from zoo.models.resnet import ResNetConfig, build_resnet
 
 STRIDES = (1, 2, 3, 4)
 SWEEP_CONFIG = {"filters": (16, 32), "dense_units": 64, "dropout": 0.2}  # a small CNN for the sweep
+POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
 
 
 def receptive_fields(model: keras.Model) -> dict[str, tuple[int, int]]:
@@ -25,23 +26,30 @@ def receptive_fields(model: keras.Model) -> dict[str, tuple[int, int]]:
     for operation in model.operations:
         node = operation._inbound_nodes[0]
         size, jump = max((fields.get(id(tensor), (1, 1)) for tensor in node.input_tensors), default=(1, 1))
-        if isinstance(operation, keras.layers.Conv2D):
-            kernel, stride = (operation.kernel_size[0] - 1) * operation.dilation_rate[0] + 1, operation.strides[0]
-        elif isinstance(operation, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-            kernel, stride = operation.pool_size[0], operation.strides[0]
-        else:  # element-wise, or a 1x1 subsample (the residual shortcut): stride from the shapes
-            output_shape, input_shape = node.output_tensors[0].shape, node.input_tensors[0].shape if node.input_tensors else None
-            kernel = 1
-            stride = input_shape[1] // output_shape[1] if input_shape and len(input_shape) == len(output_shape) == 4 else 1
+        kernel, stride = kernel_and_stride(operation, node)
         size, jump = size + (kernel - 1) * jump, jump * stride
         for tensor in node.output_tensors:
             fields[id(tensor)] = (size, jump)
-        if isinstance(operation, (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        if isinstance(operation, (keras.layers.Conv2D, *POOLING)):
             result[operation.name] = (size, jump)
     return result
 
 
-def measured_fields(model: keras.Model, names: list[str], examples: int, rng: np.random.Generator) -> dict[str, int]:
+def kernel_and_stride(operation, node) -> tuple[int, int]:
+    """Effective kernel size and stride of one operation along H (the zoo's layers are square)."""
+    if isinstance(operation, keras.layers.Conv2D):
+        return (operation.kernel_size[0] - 1) * operation.dilation_rate[0] + 1, operation.strides[0]
+    if isinstance(operation, POOLING):
+        return operation.pool_size[0], operation.strides[0]
+    # Element-wise, or a 1x1 subsample (the residual shortcut): the stride from the shapes.
+    shapes = [tensor.shape for tensor in (*node.input_tensors[:1], node.output_tensors[0])]
+    if len(shapes) == 2 and all(len(shape) == 4 for shape in shapes):
+        return 1, shapes[0][1] // shapes[1][1]
+    return 1, 1
+
+
+def measured_fields(model: keras.Model, names: list[str], examples: int,
+                    rng: np.random.Generator) -> dict[str, int]:
     """layer name -> extent (pixels) of the input region whose gradient is non-zero for the
     central unit (all channels) of that layer, union over random inputs (max-pooling routes
     each input's gradient through one pixel of each window)."""
@@ -51,7 +59,8 @@ def measured_fields(model: keras.Model, names: list[str], examples: int, rng: np
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(images)
         outputs = probe(images, training=False)  # each [B, H, W, C]
-        centers = [tf.reduce_sum(output[:, output.shape[1] // 2, output.shape[2] // 2, :]) for output in outputs]
+        centers = [tf.reduce_sum(output[:, output.shape[1] // 2, output.shape[2] // 2, :])
+                   for output in outputs]
     extents = {}
     for name, center in zip(names, centers):
         support = np.any(tape.gradient(center, images).numpy() != 0, axis=(0, 3))  # [H, W]
@@ -87,7 +96,8 @@ def discarded_pixels(model: keras.Model, rng: np.random.Generator) -> dict:
     redrawn = np.where(reached[None, :, :, None], originals,
                        rng.integers(0, 256, size=originals.shape)).astype(np.uint8)
     change = np.max(np.abs(model(originals, training=False) - model(redrawn, training=False)))
-    return {"fraction_of_pixels_used": float(reached.mean()), "max_score_change_unused_redrawn": float(change)}
+    return {"fraction_of_pixels_used": float(reached.mean()),
+            "max_score_change_unused_redrawn": float(change)}
 
 
 def sweep_accuracy(stride: int, data: dict) -> float:
@@ -135,7 +145,8 @@ def run(quick: bool = False, data_dir=None) -> dict:
 
 def plot(results: dict, path) -> None:
     figure, axes = subplots(columns=3, width=5.3, height=4.8)
-    for axis, (family, title) in zip(axes, (("cnn", "CNN (cnn_mnist layers)"), ("resnet", "ResNet-20 layers"))):
+    families = (("cnn", "CNN (cnn_mnist layers)"), ("resnet", "ResNet-20 layers"))
+    for axis, (family, title) in zip(axes, families):
         rows = results["layers"][family]
         positions = np.arange(len(rows))
         axis.plot(positions, [row["analytic"] for row in rows], "-", color="black", label="analytic")
@@ -144,7 +155,8 @@ def plot(results: dict, path) -> None:
         strided = [index for index, row in enumerate(rows) if index and row["jump"] > rows[index - 1]["jump"]]
         axis.scatter(strided, [rows[index]["analytic"] for index in strided], marker="s", s=60,
                      facecolors="none", edgecolors="tab:red", label="stride 2 (pool or conv)")
-        axis.set(xlabel="layer (conv / pool, input to output)", ylabel="receptive field (pixels)", title=title)
+        axis.set(xlabel="layer (conv / pool, input to output)", ylabel="receptive field (pixels)",
+                 title=title)
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     sweep = results["stride_sweep"]
     strides = [row["stride"] for row in sweep]
@@ -161,7 +173,8 @@ def plot(results: dict, path) -> None:
     axes[2].set(xlabel="stride of the first convolution (kernel 3)", ylabel="receptive field (pixels)",
                 title="stride sweep (small CNN)", xticks=strides)
     handles = [axis.get_legend_handles_labels() for axis in (axes[2], right)]
-    axes[2].legend(handles[0][0] + handles[1][0], handles[0][1] + handles[1][1], fontsize=8, loc="center left")
+    axes[2].legend(handles[0][0] + handles[1][0], handles[0][1] + handles[1][1], fontsize=8,
+                   loc="center left")
     for axis in axes[:2]:
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)

@@ -47,10 +47,12 @@ def run(quick: bool = False, data_dir=None) -> dict:
     seeds = (0,) if quick else (0, 1)
     steps = 1500 if quick else 3000
     targets = {name: TARGETS[name] for name in list(TARGETS)[1:]} if quick else TARGETS  # |x|, bump
-    configurations = [(name, units, network_seed) for name in targets for units in widths for network_seed in seeds]
+    configurations = [(name, units, network_seed)
+                      for name in targets for units in widths for network_seed in seeds]
     train_x = np.linspace(-1, 1, 200, dtype=np.float32)[:, None]  # [N, 1]
     test_x = np.linspace(-1, 1, 1001, dtype=np.float32)[:, None]  # between and beyond the grid
-    columns = lambda x: np.concatenate([targets[name](x) for name, _, _ in configurations], axis=1)  # noqa: E731
+    columns = lambda x: np.concatenate(  # noqa: E731
+        [targets[name](x) for name, _, _ in configurations], axis=1)  # [N, 1] -> [N, M]
     model = side_by_side(configurations)
     rate = keras.optimizers.schedules.CosineDecay(0.05, steps)
     model.compile(keras.optimizers.Adam(rate), summed_squared_error, jit_compile=True)
@@ -72,7 +74,8 @@ def example_fits(rows: list[dict], predictions: np.ndarray, test_x: np.ndarray, 
     """The best seed's fit of target `name` at each width, every 5th test point."""
     fits = {}
     for units in widths:
-        candidates = [index for index, row in enumerate(rows) if row["target"] == name and row["hidden_units"] == units]
+        candidates = [index for index, row in enumerate(rows)
+                      if row["target"] == name and row["hidden_units"] == units]
         best = min(candidates, key=lambda index: rows[index]["rms_error"])
         fits[str(units)] = np.round(predictions[::5, best], 4)
     return {"target": name, "x": np.round(test_x[::5, 0], 4), "by_width": fits}
@@ -80,7 +83,8 @@ def example_fits(rows: list[dict], predictions: np.ndarray, test_x: np.ndarray, 
 
 def best_errors(rows: list[dict], targets, widths) -> dict:
     """target -> [smallest RMS error over seeds for each width] (the approximation, not bad luck)."""
-    return {name: [min(row["rms_error"] for row in rows if row["target"] == name and row["hidden_units"] == units)
+    return {name: [min(row["rms_error"] for row in rows
+                       if row["target"] == name and row["hidden_units"] == units)
                    for units in widths] for name in targets}
 
 
@@ -97,7 +101,8 @@ def plot(results: dict, path) -> None:
     axis.legend()
     fits = results["example_fits"]
     x = np.array(fits["x"])
-    fits_axis.plot(x, TARGETS[fits["target"]](x), color="black", linewidth=3, label=f"target {fits['target']}")
+    fits_axis.plot(x, TARGETS[fits["target"]](x), color="black", linewidth=3,
+                   label=f"target {fits['target']}")
     for units, curve in fits["by_width"].items():
         fits_axis.plot(x, curve, linewidth=1.3, label=f"n_H = {units}")
     fits_axis.set(xlabel="x", ylabel="network output", title=f"fits of {fits['target']} (best seed)")

@@ -34,7 +34,8 @@ def open_gates(cell, kind: str):
 def make_cells() -> dict:
     """name -> (built keras cell, number of state tensors)."""
     cells = {
-        "SimpleRNN tanh, Glorot-uniform recurrent": keras.layers.SimpleRNNCell(UNITS, recurrent_initializer="glorot_uniform"),
+        "SimpleRNN tanh, Glorot-uniform recurrent": keras.layers.SimpleRNNCell(
+            UNITS, recurrent_initializer="glorot_uniform"),
         "SimpleRNN tanh, orthogonal recurrent (keras default)": keras.layers.SimpleRNNCell(UNITS),
         "SimpleRNN ReLU, identity recurrent (IRNN)": keras.layers.SimpleRNNCell(
             UNITS, activation="relu", recurrent_initializer="identity"),
@@ -82,7 +83,8 @@ def run(quick: bool = False, data_dir=None) -> dict:
     distances = [distance for distance in (10, 20, 50, steps) if distance <= steps]
     return {"steps": steps, "sequences": batch, "units": UNITS, "input_dimension": INPUT_DIMENSION,
             "open_gate_bias": OPEN_GATE_BIAS, "gradient_norm": norms,
-            "ratio_to_distance_0": {name: {str(distance): values[distance] / values[0] for distance in distances}
+            "ratio_to_distance_0": {name: {str(distance): values[distance] / values[0]
+                                           for distance in distances}
                                     for name, values in norms.items()}}
 
 
@@ -90,11 +92,13 @@ def plot(results: dict, path) -> None:
     figure, (axis,) = subplots(width=8, height=5.5)
     styles = {"SimpleRNN": "-", "LSTM": "--", "GRU": ":"}
     for name, values in results["gradient_norm"].items():
-        axis.plot(np.arange(len(values)), values, styles[name.split(",")[0].split(" ")[0]], linewidth=2, label=name)
+        family = name.split(",")[0].split(" ")[0]  # SimpleRNN, LSTM or GRU
+        axis.plot(np.arange(len(values)), values, styles[family], linewidth=2, label=name)
     axis.set(yscale="log", xlabel="distance T - t (steps back from the loss)",
              ylabel="||dL_T / ds_t||, median over sequences (log)",
              title=f"random untrained cells, {results['units']} units, N(0, 1) inputs of dimension "
                    f"{results['input_dimension']}, T = {results['steps']}")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8, loc="lower left")
-    save_figure(figure, path, "Vanishing gradient: how much of the loss at step T reaches the state at step t")
+    save_figure(figure, path,
+                "Vanishing gradient: how much of the loss at step T reaches the state at step t")
