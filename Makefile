@@ -1,4 +1,5 @@
-# zoo: `make test`, `make demo`, `make list`, `make train-<name>`, `make evaluate-<name>`.
+# zoo: `make test`, `make demo`, `make list`, `make train-<name>`, `make evaluate-<name>`,
+# `make experiments`, `make experiment-<name>`.
 # Every target bootstraps .venv from requirements.lock on first use.
 PYTHON_BIN ?= python3.11
 VENV := .venv
@@ -13,9 +14,10 @@ EPOCHS ?=
 DISTRIBUTE ?= none
 TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) --distribute $(DISTRIBUTE)
 
-.PHONY: help venv test test-fast demo list verify readme-table bench
+.PHONY: help venv test test-fast demo list verify readme-table bench experiments
 help:
 	@echo "make test | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
+	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
 	@echo "models: run 'make list'"
 
 $(STAMP): requirements.lock
@@ -58,3 +60,9 @@ export-tflite-%: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m training.bench
+
+experiment-%: $(STAMP)
+	$(PY) -m training.experiments $*
+
+experiments: $(STAMP)
+	$(PY) -m training.experiments all

@@ -18,6 +18,7 @@ class CNNConfig:
     dropout: float = 0.4  # before and after the dense layer
     mean: tuple[float, ...] | None = None  # per-channel pixel/255 mean, standardised in-graph
     std: tuple[float, ...] | None = None
+    first_stride: int = 1  # of the very first conv: > 1 grows receptive fields faster, > 3 skips pixels
 
 
 def build_cnn_mnist(config: CNNConfig = CNNConfig()) -> keras.Model:
@@ -37,7 +38,7 @@ CIFAR10_CONFIG = CNNConfig(
 def _build_cnn(config: CNNConfig, name: str) -> keras.Model:
     if not config.filters:
         raise ValueError("filters must name at least one stage, got ()")
-    for field in ("num_classes", "convs_per_stage", "dense_units"):
+    for field in ("num_classes", "convs_per_stage", "dense_units", "first_stride"):
         check_positive(field, getattr(config, field))
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {config.dropout!r}")
@@ -45,7 +46,8 @@ def _build_cnn(config: CNNConfig, name: str) -> keras.Model:
     x = scale_pixels(image, config.mean, config.std)
     for stage, filters in enumerate(config.filters):
         for index in range(config.convs_per_stage):
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+            stride = config.first_stride if stage == index == 0 else 1
+            x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
                                     name=f"stage{stage}_conv{index}")(x)
             x = keras.layers.BatchNormalization(name=f"stage{stage}_bn{index}")(x)
             x = keras.layers.ReLU(name=f"stage{stage}_relu{index}")(x)
