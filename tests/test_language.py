@@ -411,3 +411,15 @@ def test_make_train_dispatches_language_models_with_the_recipe(tmp_path, monkeyp
     assert path == tmp_path / "out" and seen["spec"].name == "lstm_ptb" and seen["data_dir"] == str(tmp_path)
     assert seen["recipe"].epochs == 1 and seen["recipe"].batch_size == registry.get("lstm_ptb").recipe["batch_size"]
     assert seen["lines"] == FIXTURE
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_weights_file_round_trip_keeps_every_weight(tie, tmp_path):
+    """model.weights.h5 (get_model(pretrained=True), checkpoints) restores the output bias too."""
+    spec = tiny_spec("lstm", tie=tie)
+    model = tiny_model(spec)
+    model.save_weights(tmp_path / "model.weights.h5")
+    restored = spec.build()
+    restored.load_weights(tmp_path / "model.weights.h5")
+    for saved, loaded in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(saved, loaded)

@@ -86,6 +86,14 @@ class ReversibleEmbedding(keras.layers.Embedding):
             return super().call(inputs)
         return ops.matmul(inputs, ops.transpose(self.embeddings)) + self.output_bias  # [..., V]
 
+    # keras.layers.Embedding saves only its matrix; save and load every variable (matrix, then
+    # output bias) the generic way, so .weights.h5 files and checkpoints keep the bias.
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
     def compute_output_spec(self, inputs, reverse: bool = False):
         if not reverse:
             return super().compute_output_spec(inputs)
