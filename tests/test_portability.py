@@ -41,7 +41,7 @@ def run_plain_tf(path: Path, output: Path):
     result = subprocess.run([sys.executable, "-c", PLAIN_TF_SCRIPT, str(path), str(output)],
                             cwd=output.parent, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    return dict(np.load(output))
+    return dict(np.load(output, allow_pickle=True))  # string outputs; our own subprocess's file
 
 
 def test_every_artifact_runs_with_plain_tensorflow(fresh_cnn_artifact, tmp_path):

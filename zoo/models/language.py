@@ -212,12 +212,15 @@ class VocabularyTables(tf.Module):
 
     def __init__(self, vocabulary_file: str, unknown_id: int):
         super().__init__(name="vocabulary")
+        # Anonymous tables: a shared table's name would embed the file's absolute staging path.
         self.word_to_id = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
             vocabulary_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-            tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=unknown_id)
+            tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=unknown_id,
+            experimental_is_anonymous=True)
         self.id_to_word = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
             vocabulary_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value=UNK)
+            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value=UNK,
+            experimental_is_anonymous=True)
 
 
 class LanguageServing:
