@@ -32,7 +32,10 @@ def markdown_table() -> str:
             card = json.loads(card_path.read_text())["training"]
             training = f"{card['epochs_run']} epochs, {card['wall_time_seconds'] / 60:.0f} min"
         measured = _metric_text(spec)
-        measured = measured if measured == "not trained" else f"{spec.metric} {measured}"
+        if measured != "not trained":
+            value = spec.reported_metrics()[f"test_{spec.metric}"]["value"]
+            met = value >= spec.bar if spec.metric == "accuracy" else value <= spec.bar
+            measured = f"{spec.metric} {measured}{'' if met else ' (bar not met)'}"
         lines.append(f"| `{name}` | {measured} | {bar} | {spec.reference or '-'} | "
                      f"{spec.parameter_count:,} | {training} |")
     return "\n".join(lines)
