@@ -20,46 +20,43 @@ def tiny_perceptron(mode, averaged=False):
     return model
 
 
-def weights(model):
-    return model.working_kernel.numpy(), model.working_bias.numpy()
+def fit_tiny(mode, batch_size=3, averaged=False):
+    """One epoch over X in order; returns the model."""
+    model = tiny_perceptron(mode, averaged)
+    model.fit(X, np.eye(2)[Y], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+    return model
+
+
+def assert_working_weights(model, kernel, bias):
+    np.testing.assert_allclose(model.working_kernel.numpy(), kernel)
+    np.testing.assert_allclose(model.working_bias.numpy(), bias)
 
 
 def test_online_rule_matches_hand_computation():
-    model = tiny_perceptron("online")
-    model.fit(X, np.eye(2)[Y], batch_size=3, epochs=1, shuffle=False, verbose=0)
+    model = fit_tiny("online")
     # x1 = (1, 2), y = 1: all scores 0, argmax 0 -> mistake: w1 += x1, w0 -= x1, b1 += 1, b0 -= 1.
     # x2 = (-1, -1), y = 0: f0 = 1 + 2 - 1 = 2 > f1 = -2 -> right. x3 = (2, .5): f1 = 4 > f0 -> right.
-    kernel, bias = weights(model)
-    np.testing.assert_allclose(kernel, [[-1, 1], [-2, 2]])
-    np.testing.assert_allclose(bias, [-1, 1])
-    np.testing.assert_allclose(model.get_layer("scores").kernel.numpy(), kernel)  # not averaged
+    assert_working_weights(model, [[-1, 1], [-2, 2]], [-1, 1])
+    np.testing.assert_allclose(model.get_layer("scores").kernel.numpy(), [[-1, 1], [-2, 2]])  # not averaged
 
 
 @pytest.mark.parametrize("mode", ["minibatch", "batch"])
 def test_summed_rule_matches_hand_computation(mode):
-    model = tiny_perceptron(mode)
-    model.fit(X, np.eye(2)[Y], batch_size=3, epochs=1, shuffle=False, verbose=0)
     # All three scored with w = 0 -> predicted 0; mistakes x1, x3 (y = 1): one summed step,
     # the gradient step on J(w) = -sum_mistakes (f_y - f_pred).
-    kernel, bias = weights(model)
-    np.testing.assert_allclose(kernel, [[-3, 3], [-2.5, 2.5]])
-    np.testing.assert_allclose(bias, [-2, 2])
+    assert_working_weights(fit_tiny(mode), [[-3, 3], [-2.5, 2.5]], [-2, 2])
 
 
 def test_minibatch_applies_one_step_per_batch():
-    model = tiny_perceptron("minibatch")
-    model.fit(X, np.eye(2)[Y], batch_size=2, epochs=1, shuffle=False, verbose=0)
+    model = fit_tiny("minibatch", batch_size=2)
     # Batch 1 {x1, x2} at w = 0: only x1 wrong -> w1 = x1, w0 = -x1, b = (-1, 1).
     # Batch 2 {x3}: f0 = -2 - 1 - 1 = -4, f1 = 4 -> right: no change.
-    kernel, bias = weights(model)
-    np.testing.assert_allclose(kernel, [[-1, 1], [-2, 2]])
-    np.testing.assert_allclose(bias, [-1, 1])
+    assert_working_weights(model, [[-1, 1], [-2, 2]], [-1, 1])
     assert model.counter.numpy() == 2
 
 
 def test_averaged_weights_are_the_mean_of_every_snapshot():
-    model = tiny_perceptron("online", averaged=True)
-    model.fit(X, np.eye(2)[Y], batch_size=3, epochs=1, shuffle=False, verbose=0)
+    model = fit_tiny("online", averaged=True)
     # Snapshots w_0 = 0, then after x1, x2, x3: w_a, w_a, w_a (only x1 was a mistake)
     # -> average = 3/4 w_a.
     expected = 0.75 * np.array([[-1, 1], [-2, 2]])

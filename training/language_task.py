@@ -23,6 +23,7 @@ from training.recipes import Recipe
 from zoo.data import ptb
 from zoo.export import export
 from zoo.models import language
+from zoo.text import perplexity_metric
 
 # Card metric key -> split, in the card's order (the test metric first).
 EVALUATED_SPLITS = {"test_perplexity": "test", "validation_perplexity": "validation"}
@@ -98,14 +99,8 @@ def perplexities(model: keras.Model, texts: Mapping[str, Sequence[str]], work_di
     """Card metrics: each split's lines scored as one string by the artifact's `score` function."""
     vocabulary_file = language.write_vocabulary(language.model_vocabulary(model), Path(work_dir) / "vocab.txt")
     score = language.LanguageServing(model, vocabulary_file).functions()["score"]
-    metrics = {}
-    for key, split in EVALUATED_SPLITS.items():
-        if split not in texts:
-            continue
-        result = score(tf.constant(["\n".join(texts[split])]))
-        log_probability, count = float(result["log_probability"][0]), int(result["token_count"][0])
-        metrics[key] = {"value": math.exp(-log_probability / count), "split": split, "examples": count}
-    return metrics
+    return {key: perplexity_metric(score, ptb.as_text(texts[split]), split)
+            for key, split in EVALUATED_SPLITS.items() if split in texts}
 
 
 def card_extra(spec, vocabulary: list[str]) -> dict:

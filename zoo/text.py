@@ -92,15 +92,19 @@ class LanguageModel:
     def evaluate(self, data_dir=None, batch_size: int | None = None) -> dict:
         """Test perplexity on the whole real PTB test split, scored as one string through the
         `score` signature (batch_size is accepted for the common evaluate() interface; unused)."""
-        text = "\n".join(ptb.load_lines("test", data_dir))
-        result = self._score(text=tf.constant([text]))
-        log_probability, count = float(result["log_probability"][0]), int(result["token_count"][0])
-        return {"test_perplexity": {"value": math.exp(-log_probability / count), "split": "test",
-                                    "examples": count}}
+        return {"test_perplexity": perplexity_metric(self._score, ptb.split_text("test", data_dir), "test")}
 
     def _advance(self, token_id: int, state):
         result = self._step(token_id=tf.constant([token_id], tf.int32), state=state)
         return result["logits"][0].numpy().astype(np.float64), result["state"]
+
+
+def perplexity_metric(score, text: str, split: str) -> dict:
+    """A card metric: exp(-log_probability / token_count) of `text` scored as one string by a
+    `score` function (the artifact's signature, or the same function before export)."""
+    result = score(text=tf.constant([text]))
+    log_probability, count = float(result["log_probability"][0]), int(result["token_count"][0])
+    return {"value": math.exp(-log_probability / count), "split": split, "examples": count}
 
 
 def _sample(logits: np.ndarray, temperature: float, top_k: int | None, generator) -> int:

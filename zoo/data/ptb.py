@@ -86,6 +86,15 @@ def load_lines(split: str, data_dir: str | os.PathLike | None = None,
     return [line.decode("utf-8") for batch in batches.as_numpy_iterator() for line in batch]
 
 
+def as_text(lines: Iterable[str]) -> str:
+    """Lines as the one string a split's perplexity is defined on (joined by newlines)."""
+    return "\n".join(lines)
+
+
+def split_text(split: str, data_dir: str | os.PathLike | None = None) -> str:
+    return as_text(load_lines(split, data_dir))
+
+
 def tokenize(text: str, final_eos: bool = True) -> list[str]:
     """The words of `text` as the exported graph sees them: lower-cased, empty lines skipped,
     `<eos>` after every line (after the last one only if final_eos). No leading `<eos>`."""
@@ -102,7 +111,7 @@ def tokenize(text: str, final_eos: bool = True) -> list[str]:
 def build_vocabulary(lines: Iterable[str]) -> list[str]:
     """Every word of the training lines plus `<eos>` (and `<unk>`, if absent), most frequent
     first, ties by code-point order; id = position."""
-    counts = collections.Counter(tokenize("\n".join(lines)))
+    counts = collections.Counter(tokenize(as_text(lines)))
     counts.setdefault(EOS, 0)
     counts.setdefault(UNK, 0)
     return sorted(counts, key=lambda word: (-counts[word], word))
@@ -112,7 +121,7 @@ def token_ids(lines: Iterable[str], vocabulary: Sequence[str]) -> np.ndarray:
     """int32 [tokens]: the lines' words and `<eos>`s as ids; unknown words -> `<unk>`."""
     index = {word: number for number, word in enumerate(vocabulary)}
     unknown = index[UNK]
-    return np.array([index.get(word, unknown) for word in tokenize("\n".join(lines))], dtype=np.int32)
+    return np.array([index.get(word, unknown) for word in tokenize(as_text(lines))], dtype=np.int32)
 
 
 def stream_batches(ids: np.ndarray, batch_size: int, sequence_length: int) -> tf.data.Dataset:

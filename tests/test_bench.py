@@ -1,0 +1,29 @@
+"""The bench report: goals judged against the measured figures (no timing here)."""
+from training.bench.render import markdown
+
+
+def _results(fraction: float, pipeline_ratio: float, speedup: float, ratio: float) -> dict:
+    latency = {"p50_ms": 1.0, "p99_ms": 2.0, "batch256_examples_per_second": 1000.0}
+    return {
+        "matmul_flops_per_second": 1e11, "hardware": {"summary": "test machine"}, "created": "now",
+        "training": {"resnet20_cifar10": {"batch_size": 128, "examples_per_second": 100.0,
+                                          "training_flops_per_example": 1e8, "fraction_of_matmul_rate": fraction,
+                                          "pipeline_examples_per_second": 100.0 * pipeline_ratio,
+                                          "pipeline_ratio": pipeline_ratio}},
+        "inference": {"cnn_mnist": {"zoo": latency, "onnxruntime": latency,
+                                    "keras_predict": {**latency, "p50_ms": speedup}}},
+        "generation": {"lstm_ptb": {"tokens_per_second": 500.0, "cost_ratio_position_1000_vs_10": ratio}},
+        "time_to_accuracy": {"target a": {"status": "reached", "epoch": 3, "minutes": 12.5},
+                             "target b": {"status": "not trained"}},
+    }
+
+
+def test_goals_met_and_missed_are_judged_from_the_figures():
+    met = markdown(_results(fraction=0.7, pipeline_ratio=6.0, speedup=12.0, ratio=1.1))
+    missed = markdown(_results(fraction=0.5, pipeline_ratio=2.0, speedup=3.0, ratio=1.5))
+    assert "not met" not in met
+    assert "| 70% | met |" in met and "| 50% | not met |" in missed
+    assert "6.0x | met |" in met and "2.0x | not met |" in missed
+    assert "12.0x met" in met and "3.0x not met" in missed
+    assert "1.10 met" in met and "1.50 not met" in missed
+    assert "| target a | reached | 3 | 12.5 |" in met and "| target b | not trained | - | - |" in met

@@ -1,0 +1,170 @@
+"""The benchmark measurements: `run` returns the figures that render.py turns into bench.md."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import loop
+from training.bench.flops import forward_flops
+from training.recipes import resolve
+from training.tasks import compile_image_model
+from zoo import registry
+from zoo.data.images import image_pipeline
+
+
+def timed(function, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_rate(size: int = 1024, seconds: float = 3.0) -> float:
+    """The machine's dense float32 matmul rate (FLOP/s), measured now."""
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    step = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    step()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step().numpy()
+        count += 1
+    return 2 * size ** 3 * count / (time.perf_counter() - start)
+
+
+def training_throughput(spec, steps: int) -> dict:
+    """Examples/s of train steps on synthetic uint8 batches (the recipe's batch size)."""
+    recipe = resolve(spec)
+    model = spec.build()
+    compile_image_model(model, recipe, steps_per_epoch=100)
+    shape = model.input_shape[1:]
+    images = np.random.default_rng(0).integers(0, 256, (recipe.batch_size, *shape), dtype=np.uint8)
+    labels = np.eye(len(spec.label_names), dtype=np.float32)[np.arange(recipe.batch_size) % len(spec.label_names)]
+    model.train_on_batch(images, labels)  # trace and build
+    seconds = sum(timed(lambda: model.train_on_batch(images, labels), steps))
+    return {"examples_per_second": steps * recipe.batch_size / seconds,
+            "training_flops_per_example": 3 * forward_flops(model), "batch_size": recipe.batch_size}
+
+
+def pipeline_throughput(spec, batches: int) -> float:
+    """Examples/s of the training input pipeline alone (shuffle, augment, batch), on
+    synthetic images of the dataset's shape held in memory like the cached tfds split."""
+    recipe = resolve(spec)
+    shape = spec.build().input_shape[1:]
+    images = np.random.default_rng(0).integers(0, 256, (10_000, *shape), dtype=np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(10_000, np.int64)))
+    pipeline = image_pipeline(dataset, recipe.batch_size, True, recipe.augment, 0).repeat()
+    iterator = iter(pipeline)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * recipe.batch_size / (time.perf_counter() - start)
+
+
+def latency_and_throughput(call_one, call_batch, repeats: int) -> dict:
+    call_one()
+    call_batch()
+    single = np.array(timed(call_one, repeats)) * 1000
+    batch = timed(call_batch, max(3, repeats // 20))
+    return {"p50_ms": float(np.percentile(single, 50)), "p99_ms": float(np.percentile(single, 99)),
+            "batch256_examples_per_second": 256 / float(np.median(batch))}
+
+
+def inference(name: str, repeats: int, work_dir) -> dict:
+    """One example and batches of 256 through zoo.load(...).predict, keras model.predict and
+    onnxruntime on the ONNX export of the same artifact."""
+    import onnxruntime
+    import zoo
+    from zoo.convert import to_onnx
+
+    model = zoo.load(name)
+    keras_model = zoo.get_model(name, pretrained=True)
+    rng = np.random.default_rng(0)
+    one = rng.integers(0, 256, (1, *model.input_shape), dtype=np.uint8)
+    batch = rng.integers(0, 256, (256, *model.input_shape), dtype=np.uint8)
+    session = onnxruntime.InferenceSession(str(to_onnx(name, work_dir / f"{name}.onnx")))
+    return {
+        "zoo": latency_and_throughput(lambda: model.predict(one), lambda: model.predict(batch), repeats),
+        "keras_predict": latency_and_throughput(lambda: keras_model.predict(one, verbose=0),
+                                                lambda: keras_model.predict(batch, verbose=0), repeats),
+        "onnxruntime": latency_and_throughput(lambda: session.run(None, {"image": one}),
+                                              lambda: session.run(None, {"image": batch}), repeats),
+    }
+
+
+def generation(name: str, tokens: int = 1101) -> dict:
+    """Tokens/s through the `step` signature, and per-token cost near position 10 vs 1,000."""
+    spec = registry.get(name)
+    step = tf.saved_model.load(str(spec.export_dir)).signatures["step"]
+    card = json.loads((spec.export_dir / "model_card.json").read_text())
+    state = tf.zeros([1, card["state_size"]])
+    token = tf.constant([0], tf.int32)
+    times = []
+    for _ in range(tokens):
+        start = time.perf_counter()
+        outputs = step(token_id=token, state=state)
+        token = tf.cast(tf.argmax(outputs["logits"], axis=-1), tf.int32)
+        state = outputs["state"]
+        times.append(time.perf_counter() - start)
+    times = np.array(times[1:])  # the first call traces
+    # Median of 50-token windows starting at positions 10 and 1,000 (single timings are noisy).
+    early, late = np.median(times[9:59]), np.median(times[999:1049])
+    return {"tokens_per_second": float(1 / np.median(times)), "cost_ratio_position_1000_vs_10": float(late / early)}
+
+
+def time_to_target(name: str, key: str, target: float, lower_is_better: bool) -> dict:
+    """Minutes until the committed recipe's per-epoch validation metric first reached `target`,
+    read from the artifact card's training history (not retrained here)."""
+    spec = registry.get(name)
+    card_path = spec.export_dir / "model_card.json"
+    if not card_path.is_file():
+        return {"status": "not trained"}
+    history = json.loads(card_path.read_text())["training"]["history"]
+    for epoch, value, seconds in zip(history["epoch"], history.get(key, []), history["elapsed_seconds"]):
+        if (value <= target) if lower_is_better else (value >= target):
+            return {"status": "reached", "epoch": epoch, "minutes": seconds / 60, "value": value}
+    return {"status": "not reached", "best": (min if lower_is_better else max)(history.get(key, [np.nan])),
+            "epochs": len(history["epoch"]), "minutes": history["elapsed_seconds"][-1] / 60}
+
+
+def run(quick: bool) -> dict:
+    steps, repeats = (3, 20) if quick else (20, 200)
+    results = {"hardware": loop.hardware_summary(), "versions": loop.library_versions(),
+               "created": loop.utc_now(), "quick": quick, "matmul_flops_per_second": matmul_rate()}
+    image_models = [n for n in registry.list_models() if registry.get(n).task == "image"]
+    results["training"] = {}
+    for name in image_models:
+        spec = registry.get(name)
+        entry = training_throughput(spec, steps)
+        entry["fraction_of_matmul_rate"] = (entry["examples_per_second"] * entry["training_flops_per_example"]
+                                            / results["matmul_flops_per_second"])
+        entry["pipeline_examples_per_second"] = pipeline_throughput(spec, 20 if quick else 100)
+        entry["pipeline_ratio"] = entry["pipeline_examples_per_second"] / entry["examples_per_second"]
+        results["training"][name] = entry
+        print(name, json.dumps(entry), flush=True)
+    work_dir = Path(tempfile.mkdtemp())
+    results["inference"] = {name: inference(name, repeats, work_dir) for name in image_models
+                            if registry.get(name).export_dir.is_dir()}
+    results.update(language_figures())
+    return results
+
+
+def language_figures() -> dict:
+    """Generation through `step` and time-to-target figures (cheap; `--language-only` reruns them)."""
+    results = {}
+    results["generation"] = {name: generation(name) for name in registry.list_models()
+                             if registry.get(name).task == "language" and registry.get(name).export_dir.is_dir()}
+    results["time_to_accuracy"] = {
+        "resnet20_cifar10 to 0.9125 test accuracy": time_to_target("resnet20_cifar10", "val_accuracy", 0.9125, False),
+        "lstm_ptb to 114.5 validation perplexity": time_to_target("lstm_ptb", "val_perplexity", 114.5, True),
+    }
+    return results

@@ -1,0 +1,67 @@
+"""bench.md from the measured figures (see measure.py), each goal of issue 7 beside its figure."""
+from __future__ import annotations
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+def _training(results: dict) -> list[str]:
+    lines = ["## Training throughput and input pipeline\n",
+             "| model | batch | train examples/s | training MFLOP/example | fraction of matmul rate | "
+             "goal >= 60% (ResNet-20) | pipeline examples/s | pipeline / training | goal >= 5x |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in results["training"].items():
+        fraction = entry["fraction_of_matmul_rate"]
+        goal = _met(fraction >= 0.6) if name == "resnet20_cifar10" else "-"
+        lines.append(f"| `{name}` | {entry['batch_size']} | {entry['examples_per_second']:.0f} | "
+                     f"{entry['training_flops_per_example'] / 1e6:.2f} | {fraction:.0%} | {goal} | "
+                     f"{entry['pipeline_examples_per_second']:.0f} | {entry['pipeline_ratio']:.1f}x | "
+                     f"{_met(entry['pipeline_ratio'] >= 5)} |")
+    return lines
+
+
+def _inference(results: dict) -> list[str]:
+    lines = ["\n## Inference (one example: p50 / p99 ms; batch of 256: examples/s)\n",
+             "| model | zoo predict | keras model.predict | onnxruntime | model.predict / zoo (goal >= 10x) | "
+             "zoo / onnxruntime (goal <= 1.5x) |", "|---|---|---|---|---|---|"]
+    for name, entry in results["inference"].items():
+        cells = [f"{entry[k]['p50_ms']:.2f} / {entry[k]['p99_ms']:.2f} ms; "
+                 f"{entry[k]['batch256_examples_per_second']:.0f}/s" for k in ("zoo", "keras_predict", "onnxruntime")]
+        speedup = entry["keras_predict"]["p50_ms"] / entry["zoo"]["p50_ms"]
+        versus = entry["zoo"]["p50_ms"] / entry["onnxruntime"]["p50_ms"]
+        lines.append(f"| `{name}` | {' | '.join(cells)} | {speedup:.1f}x {_met(speedup >= 10)} | "
+                     f"{versus:.2f}x {_met(versus <= 1.5)} |")
+    return lines
+
+
+def _generation(results: dict) -> list[str]:
+    lines = ["\n## Language-model generation through `step`\n",
+             "| model | tokens/s | cost at position 1,000 / position 10 (goal <= 1.2) |", "|---|---|---|"]
+    for name, entry in results["generation"].items():
+        ratio = entry["cost_ratio_position_1000_vs_10"]
+        lines.append(f"| `{name}` | {entry['tokens_per_second']:.0f} | {ratio:.2f} {_met(ratio <= 1.2)} |")
+    if not results["generation"]:
+        lines.append("| (no language model trained yet) | | |")
+    return lines
+
+
+def _time_to_accuracy(results: dict) -> list[str]:
+    lines = ["\n## Time to accuracy (from the committed cards' training histories)\n",
+             "| target | status | epochs | minutes |", "|---|---|---|---|"]
+    for target, entry in results["time_to_accuracy"].items():
+        if "minutes" in entry:
+            epochs = entry.get("epoch", entry.get("epochs", "-"))
+            lines.append(f"| {target} | {entry['status']} | {epochs} | {entry['minutes']:.1f} |")
+        else:
+            lines.append(f"| {target} | {entry['status']} | - | - |")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    rate = results["matmul_flops_per_second"] / 1e9
+    header = (f"# Benchmarks\n\nMeasured by `make bench` on {results['hardware']['summary']} "
+              f"({results['created']}). Dense float32 matmul rate measured in the same run: {rate:.1f} GFLOP/s. "
+              "Figures are ratios within this run; absolute times drift on a shared machine.\n")
+    sections = _training(results) + _inference(results) + _generation(results) + _time_to_accuracy(results)
+    return "\n".join([header, *sections]) + "\n"
