@@ -50,6 +50,16 @@ def test_shift_augmentation_translates_without_changing_pixels():
             assert augmented.sum() == image.sum()  # a pure translation of the square
 
 
+def test_augmentation_is_drawn_per_image_within_a_batch():
+    image = np.zeros((1, 32, 32, 3), np.uint8)
+    image[0, 12:20, 8:14] = 255  # an off-centre bar: flips and shifts both move it
+    dataset = tf.data.Dataset.from_tensor_slices((np.repeat(image, 64, 0), np.zeros(64)))
+    batch = next(iter(image_pipeline(dataset, 64, training=True, augment="flip_crop", seed=0)))[0].numpy()
+    columns = {tuple(np.flatnonzero(picture.any(axis=(0, 2)))) for picture in batch}
+    assert len(columns) > 4  # many different horizontal placements in one batch
+    assert all(picture.sum() == image.sum() for picture in batch)  # the bar never leaves the frame
+
+
 def test_unknown_augmentation_rejected():
     dataset = tf.data.Dataset.from_tensor_slices((np.zeros((2, 28, 28, 1), np.uint8), np.zeros(2)))
     with pytest.raises(ValueError, match="augment"):

@@ -90,7 +90,7 @@ _register_resnet(56, resnet.build_resnet56_cifar10, 857_082, bar=0.93, paper_acc
 # Plain SGD on the per-token mean loss, rate 20, gradient clipped to global norm 0.25 (every step
 # moves the weights by at most 5), as in PyTorch's word_language_model example; Zaremba et al.'s
 # "rate 1, clip 5" on the per-window summed loss is nearly the same step. Adam was tried first
-# (rate 2e-3, 8 epochs: test 149.5): on ordered text it amplifies rare words' updates, so its
+# (rate 2e-3, 8 epochs: test 149.5); on ordered text it seems to amplify rare words' updates, so its
 # weights chase the latest articles (final-weight validation perplexity 2134 after 200 steps while
 # the running training figure read 577).
 LANGUAGE_RECIPE = {"optimizer": "sgd", "momentum": 0.0, "learning_rate": 20.0, "weight_decay": 0.0,

@@ -43,28 +43,36 @@ def dataset_checksums(name: str) -> dict[str, str]:
 
 def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,
                    augment: str = "none", seed: int | None = None) -> tf.data.Dataset:
-    """Cache, (shuffle, augment), batch, prefetch. Images stay uint8 until the model."""
+    """Cache, (shuffle), batch, (augment), prefetch. Images stay uint8 until the model."""
     dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-        if augment != "none":
-            dataset = dataset.map(_augmenter(augment), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    if training and augment != "none":
+        # Whole batches at once: one map call per batch instead of per image (a per-image map
+        # held mlp_mnist's pipeline to 1.9x its training rate, short of the 5x goal).
+        dataset = dataset.map(_augmenter(augment), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _augmenter(kind: str):
-    """Per-image augmentation of uint8 [H, W, C]: 'shift' (pad 2, random crop) for digits,
-    'flip_crop' (pad 4, random crop, horizontal flip) for natural images."""
+    """Augmentation of a uint8 batch [B, H, W, C], drawn per image: 'shift' (pad 2, random
+    crop) for digits, 'flip_crop' (pad 4, random crop, horizontal flip) for natural images."""
     if kind not in ("shift", "flip_crop"):
         raise ValueError(f"augment must be 'none', 'shift' or 'flip_crop', got {kind!r}")
     padding = 2 if kind == "shift" else 4
 
-    def augment(image, label):
-        shape = tf.shape(image)
-        padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
-        image = tf.image.random_crop(padded, shape)  # a random translation by up to `padding`
+    def augment(images, labels):
+        batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+        padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+        # A random translation by up to `padding`: per image, the crop's top-left corner.
+        top = tf.random.uniform([batch, 1], 0, 2 * padding + 1, dtype=tf.int32)
+        left = tf.random.uniform([batch, 1], 0, 2 * padding + 1, dtype=tf.int32)
+        rows = tf.gather(padded, top + tf.range(height)[None, :], axis=1, batch_dims=1)  # [B, H, W+2p, C]
+        images = tf.gather(rows, left + tf.range(width)[None, :], axis=2, batch_dims=1)  # [B, H, W, C]
         if kind == "flip_crop":
-            image = tf.image.random_flip_left_right(image)
-        return image, label
+            flip = tf.random.uniform([batch, 1, 1, 1]) < 0.5
+            images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+        return images, labels
 
     return augment
