@@ -59,7 +59,7 @@ export-tflite-%: $(STAMP)
 	$(PY) -m zoo convert tflite $*
 
 bench: $(STAMP)
-	$(PY) -m training.bench
+	$(PY) -m training.bench --update-readme
 
 experiment-%: $(STAMP)
 	$(PY) -m training.experiments $*

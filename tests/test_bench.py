@@ -27,3 +27,13 @@ def test_goals_met_and_missed_are_judged_from_the_figures():
     assert "12.0x met" in met and "3.0x not met" in missed
     assert "1.10 met" in met and "1.50 not met" in missed
     assert "| target a | reached | 3 | 12.5 |" in met and "| target b | not trained | - | - |" in met
+
+
+def test_readme_quotes_the_committed_bench_tables():
+    import json
+    from training.bench.render import tables
+    from zoo.registry import REPO_ROOT
+    results = json.loads((REPO_ROOT / "reports" / "bench.json").read_text())
+    readme = (REPO_ROOT / "README.md").read_text()
+    quoted = readme.split("<!-- bench:start -->\n", 1)[1].split("\n<!-- bench:end -->", 1)[0]
+    assert quoted == tables(results), "run `python -m training.bench --markdown-only --update-readme`"

@@ -41,14 +41,18 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-README_MARKERS = ("<!-- model-table:start -->", "<!-- model-table:end -->")
+def replace_section(text: str, section: str, body: str) -> str:
+    """text with what stands between <!-- section:start --> and <!-- section:end --> replaced."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"README lacks the markers {start} and {end}")
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    return f"{head}{start}\n{body}\n{end}{tail}"
 
 
 def readme_with_table(text: str) -> str:
-    start, end = README_MARKERS
-    head, _, rest = text.partition(start)
-    _, _, tail = rest.partition(end)
-    return f"{head}{start}\n{markdown_table()}\n{end}{tail}"
+    return replace_section(text, "model-table", markdown_table())
 
 
 def command_list(args) -> int:

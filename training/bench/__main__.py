@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from training.bench.measure import language_figures, run
-from training.bench.render import markdown
+from training.bench.render import markdown, tables
+from zoo.cli import replace_section
 from zoo.registry import REPO_ROOT
 
 REPORTS = REPO_ROOT / "reports"
@@ -19,6 +20,8 @@ def main() -> int:
     parser.add_argument("--markdown-only", action="store_true", help="rewrite bench.md from bench.json")
     parser.add_argument("--language-only", action="store_true",
                         help="rerun only the generation and time-to-target figures into bench.json")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="also quote the tables in README.md (between the bench markers)")
     args = parser.parse_args()
     if args.markdown_only or args.language_only:
         results = json.loads((Path(args.output) / "bench.json").read_text())
@@ -30,6 +33,9 @@ def main() -> int:
     output.mkdir(parents=True, exist_ok=True)
     (output / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     (output / "bench.md").write_text(markdown(results))
+    if args.update_readme:
+        readme = REPO_ROOT / "README.md"
+        readme.write_text(replace_section(readme.read_text(), "bench", tables(results)))
     print(markdown(results))
     return 0
 

@@ -1,6 +1,8 @@
 """bench.md from the measured figures (see measure.py), each goal of issue 7 beside its figure."""
 from __future__ import annotations
 
+import re
+
 
 def _met(ok: bool) -> str:
     return "met" if ok else "not met"
@@ -58,10 +60,20 @@ def _time_to_accuracy(results: dict) -> list[str]:
     return lines
 
 
-def markdown(results: dict) -> str:
+def _body(results: dict) -> str:
     rate = results["matmul_flops_per_second"] / 1e9
-    header = (f"# Benchmarks\n\nMeasured by `make bench` on {results['hardware']['summary']} "
-              f"({results['created']}). Dense float32 matmul rate measured in the same run: {rate:.1f} GFLOP/s. "
-              "Figures are ratios within this run; absolute times drift on a shared machine.\n")
+    intro = (f"Measured by `make bench` on {results['hardware']['summary']} ({results['created']}). "
+             f"Dense float32 matmul rate measured in the same run: {rate:.1f} GFLOP/s. "
+             "Figures are ratios within this run; absolute times drift on a shared machine.\n")
     sections = _training(results) + _inference(results) + _generation(results) + _time_to_accuracy(results)
-    return "\n".join([header, *sections]) + "\n"
+    return "\n".join([intro, *sections])
+
+
+def markdown(results: dict) -> str:
+    """bench.md: the tables under a title."""
+    return "# Benchmarks\n\n" + _body(results) + "\n"
+
+
+def tables(results: dict) -> str:
+    """The same tables one heading level down, as the README quotes them."""
+    return re.sub(r"(?m)^## ", "### ", _body(results))
