@@ -169,6 +169,8 @@ def test_config_and_builder_argument_checks():
         language.build_rnn_ptb(LanguageModelConfig(cell="rnn", num_layers=0))
     with pytest.raises(ValueError, match="makes 'rnn'"):
         language.build_rnn_ptb(LanguageModelConfig(cell="lstm"))
+    with pytest.raises(ValueError, match="embedding_init_range"):
+        language.build_lstm_ptb(LanguageModelConfig(embedding_init_range=0.0))
     model = tiny_spec("gru").build()
     with pytest.raises(ValueError, match="no vocabulary"):
         language.model_vocabulary(model)
@@ -176,6 +178,13 @@ def test_config_and_builder_argument_checks():
         language.set_vocabulary(model, FIXTURE_VOCABULARY[:-1])
     with pytest.raises(ValueError, match="lacks"):
         language.set_vocabulary(model, [f"w{i}" for i in range(len(FIXTURE_VOCABULARY))])
+
+
+def test_embeddings_start_in_the_configured_range():
+    config = LanguageModelConfig(cell="rnn", vocab_size=50, embedding_dim=16, hidden_units=16, num_layers=1,
+                                 embedding_init_range=0.5)
+    embeddings = language.build_rnn_ptb(config).get_layer("embedding").embeddings.numpy()
+    assert 0.4 < np.abs(embeddings).max() <= 0.5
 
 
 def test_registered_sizes_fit_the_artifact_limit():
