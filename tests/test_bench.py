@@ -37,3 +37,11 @@ def test_readme_quotes_the_committed_bench_tables():
     readme = (REPO_ROOT / "README.md").read_text()
     quoted = readme.split("<!-- bench:start -->\n", 1)[1].split("\n<!-- bench:end -->", 1)[0]
     assert quoted == tables(results), "run `python -m training.bench --markdown-only --update-readme`"
+
+
+def test_language_flops_count_gates_and_output_layer():
+    from training.bench.flops import language_forward_flops
+    from zoo.models.language import LanguageModelConfig
+    config = LanguageModelConfig(cell="lstm", vocab_size=100, embedding_dim=8, hidden_units=8, num_layers=2)
+    # two layers of 4 gates over [input 8 + state 8] -> 8 units, then 8 -> 100 logits
+    assert language_forward_flops(config) == 2 * (2 * 16 * 4 * 8 + 8 * 100)

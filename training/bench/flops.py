@@ -27,3 +27,15 @@ def _layers(model):
             yield from _layers(layer)
         else:
             yield layer
+
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight matrices per recurrent cell
+
+
+def language_forward_flops(config) -> int:
+    """2 x multiply-adds per token of a LanguageModelConfig's recurrent layers and output layer."""
+    total, width = 0, config.embedding_dim
+    for _ in range(config.num_layers):
+        total += 2 * (width + config.hidden_units) * GATES[config.cell] * config.hidden_units
+        width = config.hidden_units
+    return int(total + 2 * width * config.vocab_size)

@@ -11,11 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from training import loop
-from training.bench.flops import forward_flops
+from training.bench.flops import forward_flops, language_forward_flops
 from training.recipes import resolve
 from training.tasks import compile_image_model
 from zoo import registry
+from zoo.data import ptb
 from zoo.data.images import image_pipeline
+from zoo.models import language
 
 
 def timed(function, repeats: int) -> list[float]:
@@ -68,6 +70,34 @@ def pipeline_throughput(spec, batches: int) -> float:
     for _ in range(batches):
         next(iterator)
     return batches * recipe.batch_size / (time.perf_counter() - start)
+
+
+def language_training_throughput(spec, steps: int) -> dict:
+    """Tokens/s of train steps of the stateful training twin on random token windows."""
+    recipe = resolve(spec)
+    twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)
+    twin.compile(optimizer=loop.make_optimizer(recipe, 100),
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    shape = (recipe.batch_size, recipe.sequence_length)
+    rng = np.random.default_rng(0)
+    inputs, targets = (rng.integers(0, spec.config.vocab_size, shape, dtype=np.int32) for _ in range(2))
+    twin.train_on_batch(inputs, targets)  # trace and build
+    seconds = sum(timed(lambda: twin.train_on_batch(inputs, targets), steps))
+    return {"examples_per_second": steps * inputs.size / seconds, "unit": "tokens",
+            "training_flops_per_example": 3 * language_forward_flops(spec.config), "batch_size": recipe.batch_size}
+
+
+def language_pipeline_throughput(spec, batches: int) -> float:
+    """Tokens/s of the training input pipeline alone (a PTB-sized stream of windows)."""
+    recipe = resolve(spec)
+    ids = np.random.default_rng(0).integers(0, spec.config.vocab_size, 929_589, dtype=np.int32)
+    iterator = iter(ptb.stream_batches(ids, recipe.batch_size, recipe.sequence_length)
+                    .repeat().prefetch(tf.data.AUTOTUNE))
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * recipe.batch_size * recipe.sequence_length / (time.perf_counter() - start)
 
 
 def latency_and_throughput(call_one, call_batch, repeats: int) -> dict:
@@ -157,12 +187,14 @@ def run(quick: bool) -> dict:
                "created": loop.utc_now(), "quick": quick, "matmul_flops_per_second": matmul_rate()}
     image_models = [n for n in registry.list_models() if registry.get(n).task == "image"]
     results["training"] = {}
-    for name in image_models:
+    for name in registry.list_models():
         spec = registry.get(name)
-        entry = training_throughput(spec, steps)
+        image = spec.task == "image"
+        entry = (training_throughput if image else language_training_throughput)(spec, steps)
         entry["fraction_of_matmul_rate"] = (entry["examples_per_second"] * entry["training_flops_per_example"]
                                             / results["matmul_flops_per_second"])
-        entry["pipeline_examples_per_second"] = pipeline_throughput(spec, 20 if quick else 100)
+        entry["pipeline_examples_per_second"] = (pipeline_throughput if image else language_pipeline_throughput)(
+            spec, 20 if quick else 100)
         entry["pipeline_ratio"] = entry["pipeline_examples_per_second"] / entry["examples_per_second"]
         results["training"][name] = entry
         print(name, json.dumps(entry), flush=True)

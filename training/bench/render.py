@@ -10,6 +10,7 @@ def _met(ok: bool) -> str:
 
 def _training(results: dict) -> list[str]:
     lines = ["## Training throughput and input pipeline\n",
+             "Examples are images, or tokens for the language models.\n",
              "| model | batch | train examples/s | training MFLOP/example | fraction of matmul rate | "
              "goal >= 60% (ResNet-20) | pipeline examples/s | pipeline / training | goal >= 5x |",
              "|---|---|---|---|---|---|---|---|---|"]
