@@ -91,3 +91,29 @@ def test_language_model_step_converts_to_tflite(cell, tmp_path):
     with pytest.raises(ValueError, match="ONNX export covers image models"):
         from zoo.convert import to_onnx
         to_onnx(path, tmp_path / "lm.onnx")
+
+
+def test_onnxruntime_runtime_matches_tensorflow_and_caches_its_conversion(fresh_cnn_artifact, tmp_path,
+                                                                         monkeypatch):
+    import zoo.convert
+    monkeypatch.setattr(zoo.convert, "CONVERTED_ROOT", tmp_path / "converted")
+    _, folder = fresh_cnn_artifact
+    reference = zoo.load(folder)
+    fast = zoo.load(folder, runtime="onnxruntime")
+    assert fast.runtime == "onnxruntime" and "onnxruntime" in repr(fast)
+    images = random_images(reference.input_shape, count=5, seed=3)
+    result = fast.predict(images)
+    assert_outputs_match({"class_id": result.class_id, "probabilities": result.probabilities,
+                          "scores": result.scores}, reference.predict(images), trained=False)
+    assert len(fast.predict(images, batch_size=2)) == 5  # chunks concatenate as with TensorFlow
+    (converted,) = (tmp_path / "converted").rglob("*.onnx")
+    stamp = converted.stat().st_mtime_ns
+    zoo.load(folder, runtime="onnxruntime")
+    assert converted.stat().st_mtime_ns == stamp  # the second load reuses the conversion
+
+
+def test_runtime_argument_is_checked():
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        zoo.load("cnn_mnist", runtime="torch")
+    with pytest.raises(ValueError, match="needs TensorFlow"):
+        zoo.load("lstm_ptb", runtime="onnxruntime")

@@ -28,10 +28,11 @@ def get_model(name: str, pretrained: bool = False):
     return model
 
 
-def load(name_or_path):
-    """Load an exported artifact by registry name or folder path (manifest verified)."""
+def load(name_or_path, runtime: str = "tensorflow"):
+    """Load an exported artifact by registry name or folder path (manifest verified).
+    runtime="onnxruntime": image models predict through an ONNX conversion (made once, cached)."""
     from zoo.inference import load as _load
-    return _load(name_or_path)
+    return _load(name_or_path, runtime)
 
 
 def evaluate(name_or_path, data_dir=None):

@@ -36,6 +36,20 @@ def to_onnx(name_or_path, output: str | os.PathLike | None = None) -> Path:
     return output
 
 
+def cached_onnx(model) -> Path:
+    """The ONNX conversion of a loaded image artifact, made once per artifact content (keyed by
+    its manifest's sha256) under converted/<name>/; written to a temporary name, then renamed."""
+    import hashlib
+    from zoo.manifest import MANIFEST_NAME
+    digest = hashlib.sha256((Path(model.path) / MANIFEST_NAME).read_bytes()).hexdigest()[:16]
+    path = CONVERTED_ROOT / model.name / f"model-{digest}.onnx"
+    if not path.is_file():
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        to_onnx(model.path, partial)
+        os.replace(partial, path)
+    return path
+
+
 def to_tflite(name_or_path, output: str | os.PathLike | None = None) -> Path:
     """Image models: serving_default; language models: the `step` signature (state in and out)."""
     model = load(name_or_path)

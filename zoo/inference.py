@@ -44,20 +44,33 @@ def read_card(path: Path) -> dict:
     return card
 
 
-def load(name_or_path: str | os.PathLike):
-    """Verify the manifest, read the card, tf.saved_model.load; an ImageClassifier or LanguageModel."""
+RUNTIMES = ("tensorflow", "onnxruntime")
+
+
+def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow"):
+    """Verify the manifest, read the card, tf.saved_model.load; an ImageClassifier or LanguageModel.
+
+    runtime="onnxruntime" (image models) runs `predict` on an ONNX conversion of the artifact,
+    made on first use and cached under converted/: the same outputs with less per-call overhead.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     path = resolve_artifact(name_or_path)
     verify_manifest(path)
     card = read_card(path)
     task = card["task"]
+    if task not in ("image", "language"):
+        raise ArtifactError(f"{path}: unknown task {task!r} in model_card.json")
+    if task == "language" and runtime != "tensorflow":
+        raise ValueError(f"{card['name']} is a language model: its text handling needs TensorFlow, "
+                         f"so runtime must be 'tensorflow', got {runtime!r}")
     import tensorflow as tf
     saved_model = tf.saved_model.load(str(path))
-    if task == "image":
-        return ImageClassifier(saved_model, card, path)
     if task == "language":
         from zoo.text import LanguageModel
         return LanguageModel(saved_model, card, path)
-    raise ArtifactError(f"{path}: unknown task {task!r} in model_card.json")
+    classifier = ImageClassifier(saved_model, card, path)
+    return classifier.use_onnxruntime() if runtime == "onnxruntime" else classifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +115,21 @@ class ImageClassifier:
         self._saved_model = saved_model  # keeps the signature's variables alive
         spec = self._signature.structured_input_signature[1]["image"]
         self.input_shape = tuple(int(d) for d in spec.shape[1:])  # (H, W, C)
+        self.runtime = "tensorflow"
+        self._run = lambda batch: {key: value.numpy() for key, value in self._signature(image=batch).items()}
 
     def __repr__(self) -> str:
-        return f"ImageClassifier({self.name!r}, input uint8{list(self.input_shape)})"
+        return f"ImageClassifier({self.name!r}, input uint8{list(self.input_shape)}, runtime={self.runtime!r})"
+
+    def use_onnxruntime(self) -> "ImageClassifier":
+        """Predict through onnxruntime from now on (converting the artifact once, cached)."""
+        import onnxruntime
+        from zoo.convert import cached_onnx
+        session = onnxruntime.InferenceSession(str(cached_onnx(self)), providers=["CPUExecutionProvider"])
+        names = [output.name for output in session.get_outputs()]
+        self._run = lambda batch: dict(zip(names, session.run(names, {"image": batch})))
+        self.runtime = "onnxruntime"
+        return self
 
     def predict(self, images, batch_size: int = MAX_BATCH) -> ImagePredictions:
         from zoo.image_input import to_uint8_batch
@@ -113,10 +138,9 @@ class ImageClassifier:
         batch = to_uint8_batch(images, self.input_shape)
         outputs: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(batch), batch_size):
-            result = self._signature(image=batch[start:start + batch_size])
-            for key, value in result.items():
-                outputs.setdefault(key, []).append(value.numpy())
-        merged = {key: np.concatenate(parts) for key, parts in outputs.items()}
+            for key, value in self._run(batch[start:start + batch_size]).items():
+                outputs.setdefault(key, []).append(value)
+        merged = {key: parts[0] if len(parts) == 1 else np.concatenate(parts) for key, parts in outputs.items()}
         class_id = merged["class_id"]
         return ImagePredictions(class_id, [self.label_names[i] for i in class_id], merged["scores"],
                                 merged.get("probabilities"), merged.get("distance"))

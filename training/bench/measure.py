@@ -110,13 +110,14 @@ def latency_and_throughput(call_one, call_batch, repeats: int) -> dict:
 
 
 def inference(name: str, repeats: int, work_dir) -> dict:
-    """One example and batches of 256 through zoo.load(...).predict, keras model.predict and
-    onnxruntime on the ONNX export of the same artifact."""
+    """One example and batches of 256 through zoo.load(...).predict (both runtimes), the
+    artifact's signature alone, keras model.predict, and onnxruntime on the same ONNX file."""
     import onnxruntime
     import zoo
     from zoo.convert import to_onnx
 
     model = zoo.load(name)
+    fast = zoo.load(name, runtime="onnxruntime")
     keras_model = zoo.get_model(name, pretrained=True)
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, *model.input_shape), dtype=np.uint8)
@@ -127,6 +128,7 @@ def inference(name: str, repeats: int, work_dir) -> dict:
     one_tensor, batch_tensor = tf.constant(one), tf.constant(batch)
     return {
         "zoo": latency_and_throughput(lambda: model.predict(one), lambda: model.predict(batch), repeats),
+        "zoo_onnxruntime": latency_and_throughput(lambda: fast.predict(one), lambda: fast.predict(batch), repeats),
         "signature": latency_and_throughput(lambda: signature(image=one_tensor),
                                             lambda: signature(image=batch_tensor), repeats),
         "keras_predict": latency_and_throughput(lambda: keras_model.predict(one, verbose=0),

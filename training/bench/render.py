@@ -26,24 +26,24 @@ def _training(results: dict) -> list[str]:
 
 def _inference(results: dict) -> list[str]:
     lines = ["\n## Inference (one example: p50 / p99 ms; batch of 256: examples/s)\n",
-             "| model | zoo predict | its signature alone | keras model.predict | onnxruntime | "
+             "Goals are judged on `zoo.load(name, runtime=\"onnxruntime\")`; the default TensorFlow runtime "
+             "is shown beside it, with its signature called alone (no zoo code).\n",
+             "| model | zoo, onnxruntime | zoo, tensorflow | signature alone | keras model.predict | onnxruntime | "
              "model.predict / zoo (goal >= 10x) | zoo / onnxruntime (goal <= 1.5x) |",
-             "|---|---|---|---|---|---|---|"]
-    missed = False
+             "|---|---|---|---|---|---|---|---|"]
     for name, entry in results["inference"].items():
         cells = [f"{entry[k]['p50_ms']:.2f} / {entry[k]['p99_ms']:.2f} ms; "
                  f"{entry[k]['batch256_examples_per_second']:.0f}/s" if k in entry else "-"
-                 for k in ("zoo", "signature", "keras_predict", "onnxruntime")]
-        speedup = entry["keras_predict"]["p50_ms"] / entry["zoo"]["p50_ms"]
-        versus = entry["zoo"]["p50_ms"] / entry["onnxruntime"]["p50_ms"]
-        missed |= versus > 1.5
+                 for k in ("zoo_onnxruntime", "zoo", "signature", "keras_predict", "onnxruntime")]
+        zoo_ms = entry.get("zoo_onnxruntime", entry["zoo"])["p50_ms"]
+        speedup = entry["keras_predict"]["p50_ms"] / zoo_ms
+        versus = zoo_ms / entry["onnxruntime"]["p50_ms"]
         lines.append(f"| `{name}` | {' | '.join(cells)} | {speedup:.1f}x {_met(speedup >= 10)} | "
                      f"{versus:.2f}x {_met(versus <= 1.5)} |")
     floor = results.get("function_call_floor_ms")
-    if missed and floor is not None:
-        lines.append(f"\nWhat limits the onnxruntime goal: calling a `tf.function` that only returns its input "
-                     f"costs {floor:.3f} ms (p50) here, the floor of any SavedModel call; the signature-alone "
-                     "column shows how much of the zoo's latency is TensorFlow's and how much the zoo's own.")
+    if floor is not None:
+        lines.append(f"\nWhy the TensorFlow runtime cannot meet the onnxruntime goal: calling a `tf.function` that "
+                     f"only returns its input costs {floor:.3f} ms (p50) here, the floor of any SavedModel call.")
     return lines
 
 
