@@ -18,6 +18,7 @@ TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) --distribute $(DISTRIBUTE)
 help:
 	@echo "make test | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
+	@echo "make bench | paper-<name>   (speed tables; a paper's schedule for the same minutes)"
 	@echo "models: run 'make list'"
 
 $(STAMP): requirements.lock
@@ -45,6 +46,9 @@ verify: $(STAMP)
 
 train-%: $(STAMP)
 	$(PY) -m training.train --model $* $(TRAIN_ARGS)
+
+paper-%: $(STAMP)
+	$(PY) -m training.paper $*
 
 evaluate-%: $(STAMP)
 	$(PY) -m zoo evaluate $*

@@ -31,8 +31,10 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
                 warmup_steps=warmup_steps)
         return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, total_steps)
     if recipe.schedule == "steps":
-        boundaries = [epoch * steps_per_epoch for epoch in recipe.step_epochs]
-        values = [recipe.learning_rate * 0.1 ** index for index in range(len(boundaries) + 1)]
+        # PiecewiseConstantDecay keeps the old rate while step <= boundary; step e*steps is the
+        # first of epoch e, so the boundary sits one step earlier.
+        boundaries = [epoch * steps_per_epoch - 1 for epoch in recipe.step_epochs]
+        values = [recipe.learning_rate * recipe.step_factor ** index for index in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     raise ValueError(f"schedule must be constant, cosine or steps, got {recipe.schedule!r}")
 
@@ -70,6 +72,19 @@ class EpochClock(keras.callbacks.Callback):
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training after the first epoch that ends past `minutes` of cumulative training time
+    (EpochClock's elapsed_seconds, so resumed runs count their earlier sessions)."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.minutes = minutes
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and logs.get("elapsed_seconds", 0.0) >= 60 * self.minutes:
+            self.model.stop_training = True
+
+
 def read_history(log_path: Path) -> dict[str, list[float]]:
     """CSVLogger's file as columns; the epoch column is 1-based."""
     if not log_path.is_file():
@@ -97,6 +112,7 @@ def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_di
         keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
         EpochClock(log_path),
+        *([TimeLimit(recipe.time_limit_minutes)] if recipe.time_limit_minutes else []),
         *callbacks,
         keras.callbacks.CSVLogger(str(log_path), append=True),
     ]

@@ -16,13 +16,15 @@ class Recipe:
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
     schedule: str = "cosine"  # constant | cosine | steps
-    step_epochs: tuple[int, ...] = ()  # steps: divide the rate by 10 at each of these epochs
+    step_epochs: tuple[int, ...] = ()  # steps: multiply the rate by step_factor at each of these epochs
+    step_factor: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     augment: str = "none"  # none | shift | flip_crop
     gradient_clip_norm: float | None = None
     sequence_length: int = 35  # language models: truncated-BPTT window, in tokens
     seed: int = 0
+    time_limit_minutes: float | None = None  # stop after the first epoch ending past this much training time
 
 
 def resolve(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> Recipe:

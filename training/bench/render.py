@@ -59,7 +59,10 @@ def _generation(results: dict) -> list[str]:
 
 
 def _time_to_accuracy(results: dict) -> list[str]:
-    lines = ["\n## Time to accuracy (from the committed cards' training histories)\n",
+    lines = ["\n## Time to accuracy\n",
+             "The committed recipe's minutes come from its card's per-epoch history; the paper schedule's "
+             "from `make paper-<name>` (training/paper.py), run for as long as the committed recipe took, "
+             "its log kept in reports/time_to_accuracy/.\n",
              "| target | status | epochs | minutes |", "|---|---|---|---|"]
     for target, entry in results["time_to_accuracy"].items():
         if "minutes" in entry:

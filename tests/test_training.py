@@ -1,0 +1,55 @@
+"""Training machinery: learning-rate schedules, the time limit, the paper schedules."""
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from training import loop
+from training.bench.measure import time_to_target
+from training.paper import PAPER_SCHEDULES, run
+from training.recipes import Recipe, resolve
+from zoo import registry
+
+
+def test_step_schedule_multiplies_by_the_factor_at_each_step_epoch():
+    recipe = Recipe(learning_rate=35.0, schedule="steps", step_epochs=(4, 5, 6), step_factor=0.5)
+    schedule = loop.learning_rate_schedule(recipe, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 39, 40, 50, 60, 99)]
+    assert rates == [35.0, 35.0, 17.5, 8.75, 4.375, 4.375]
+
+
+def test_time_limit_stops_after_the_first_epoch_past_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    data = (np.ones((8, 3), np.float32), np.ones((8, 1), np.float32))
+    import tensorflow as tf
+    dataset = tf.data.Dataset.from_tensor_slices(data).batch(4)
+    recipe = Recipe(epochs=5, time_limit_minutes=1e-9)
+    history = loop.fit(model, recipe, dataset, dataset, tmp_path, verbose=0)
+    assert history["epoch"] == [1]
+    history = loop.fit(model, dataclasses.replace(recipe, time_limit_minutes=None), dataset, dataset,
+                       tmp_path / "unlimited", verbose=0)
+    assert history["epoch"] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_SCHEDULES))
+def test_paper_schedules_are_valid_recipes_for_registered_models(name):
+    recipe = resolve(registry.get(name), PAPER_SCHEDULES[name])
+    assert recipe.schedule == "steps" and recipe.optimizer == "sgd"
+    assert all(0 < epoch < recipe.epochs for epoch in recipe.step_epochs)
+
+
+def test_paper_run_rejects_models_without_a_schedule():
+    with pytest.raises(ValueError, match="no paper schedule"):
+        run("cnn_mnist", minutes=1)
+
+
+def test_time_to_target_reads_the_first_epoch_at_the_target():
+    history = {"epoch": [1, 2, 3], "elapsed_seconds": [60.0, 120.0, 180.0], "val_perplexity": [150, 114, 110]}
+    assert time_to_target(history, "val_perplexity", 114.5, True) == {
+        "status": "reached", "epoch": 2, "minutes": 2.0, "value": 114}
+    missed = time_to_target(history, "val_perplexity", 100, True)
+    assert missed["status"] == "not reached" and missed["best"] == 110 and missed["minutes"] == 3.0
+    assert time_to_target({}, "val_perplexity", 100, True) == {"status": "not run"}
