@@ -85,14 +85,20 @@ def fit_language_model(spec, recipe: Recipe, lines, vocabulary: list[str], work_
         ptb.stream_batches(ptb.token_ids(lines[split], vocabulary), recipe.batch_size, recipe.sequence_length)
         for split in ("train", "validation"))
     with strategy.scope():
-        twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)
-        twin.compile(optimizer=loop.make_optimizer(recipe, int(train_data.cardinality())),
-                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        twin = compiled_twin(spec, recipe, int(train_data.cardinality()))
     history = loop.fit(twin, recipe, train_data.prefetch(tf.data.AUTOTUNE), validation_data, work_dir,
                        verbose=verbose, callbacks=(CarriedState(),))
     model = spec.build()
     model.set_weights(twin.get_weights())  # the same layers in the same order; states are not weights
     return language.set_vocabulary(model, vocabulary), history
+
+
+def compiled_twin(spec, recipe: Recipe, steps_per_epoch: int) -> keras.Model:
+    """The stateful training twin of `spec`, compiled with the recipe's optimizer."""
+    twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)
+    twin.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch),
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return twin
 
 
 def perplexities(model: keras.Model, texts: Mapping[str, Sequence[str]], work_dir: Path) -> dict:

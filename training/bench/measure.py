@@ -6,18 +6,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from training import loop
 from training.bench.flops import forward_flops, language_forward_flops
+from training.language_task import compiled_twin
 from training.recipes import resolve
 from training.tasks import compile_image_model
 from zoo import registry
 from zoo.data import ptb
 from zoo.data.images import image_pipeline
-from zoo.models import language
 
 
 def timed(function, repeats: int) -> list[float]:
@@ -63,21 +62,14 @@ def pipeline_throughput(spec, batches: int) -> float:
     shape = spec.build().input_shape[1:]
     images = np.random.default_rng(0).integers(0, 256, (10_000, *shape), dtype=np.uint8)
     dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(10_000, np.int64)))
-    pipeline = image_pipeline(dataset, recipe.batch_size, True, recipe.augment, 0).repeat()
-    iterator = iter(pipeline)
-    next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return batches * recipe.batch_size / (time.perf_counter() - start)
+    pipeline = image_pipeline(dataset, recipe.batch_size, True, recipe.augment, 0)
+    return _batches_per_second(pipeline, batches) * recipe.batch_size
 
 
 def language_training_throughput(spec, steps: int) -> dict:
     """Tokens/s of train steps of the stateful training twin on random token windows."""
     recipe = resolve(spec)
-    twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)
-    twin.compile(optimizer=loop.make_optimizer(recipe, 100),
-                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    twin = compiled_twin(spec, recipe, steps_per_epoch=100)
     shape = (recipe.batch_size, recipe.sequence_length)
     rng = np.random.default_rng(0)
     inputs, targets = (rng.integers(0, spec.config.vocab_size, shape, dtype=np.int32) for _ in range(2))
@@ -91,13 +83,18 @@ def language_pipeline_throughput(spec, batches: int) -> float:
     """Tokens/s of the training input pipeline alone (a PTB-sized stream of windows)."""
     recipe = resolve(spec)
     ids = np.random.default_rng(0).integers(0, spec.config.vocab_size, 929_589, dtype=np.int32)
-    iterator = iter(ptb.stream_batches(ids, recipe.batch_size, recipe.sequence_length)
-                    .repeat().prefetch(tf.data.AUTOTUNE))
+    pipeline = ptb.stream_batches(ids, recipe.batch_size, recipe.sequence_length).prefetch(tf.data.AUTOTUNE)
+    return _batches_per_second(pipeline, batches) * recipe.batch_size * recipe.sequence_length
+
+
+def _batches_per_second(dataset: tf.data.Dataset, batches: int) -> float:
+    """Batches/s drawn from `dataset` (repeated), after a first batch that warms it up."""
+    iterator = iter(dataset.repeat())
     next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
         next(iterator)
-    return batches * recipe.batch_size * recipe.sequence_length / (time.perf_counter() - start)
+    return batches / (time.perf_counter() - start)
 
 
 def latency_and_throughput(call_one, call_batch, repeats: int) -> dict:
