@@ -39,6 +39,15 @@ def test_predict_on_a_png(fresh_cnn_artifact, tmp_path):
     result = run_cli("predict", str(folder), str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{path}: ") and "(" in result.stdout
+    import numpy as np
+    batch = tmp_path / "digits.npy"
+    np.save(batch, draw_digits()[:3])
+    result = run_cli("predict", str(folder), str(batch), str(path))
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [
+        f"{batch}[0]", f"{batch}[1]", f"{batch}[2]", str(path)]  # each image named by file and index
+    result = run_cli("predict", str(folder), str(tmp_path / "missing.npy"))
+    assert result.returncode == 2 and "could not read" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_requests_exit_with_a_message_not_a_trace(tmp_path):

@@ -111,6 +111,15 @@ def test_onnxruntime_runtime_matches_tensorflow_and_caches_its_conversion(fresh_
     zoo.load(folder, runtime="onnxruntime")
     assert converted.stat().st_mtime_ns == stamp  # the second load reuses the conversion
 
+    import tensorflow_datasets as tfds
+    calls = []
+    run = fast._run
+    fast._run = lambda batch: calls.append(len(batch)) or run(batch)
+    with tfds.testing.mock_data(num_examples=20):
+        onnx_accuracy = fast.evaluate(batch_size=8)["test_accuracy"]
+        assert onnx_accuracy == reference.evaluate(batch_size=8)["test_accuracy"]
+    assert calls == [8, 8, 4]  # evaluate() predicts through the model's own runtime
+
 
 def test_runtime_argument_is_checked():
     with pytest.raises(ValueError, match="runtime must be one of"):

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from zoo.data.common import raw_data_dir
+from zoo import registry
 from zoo.data.images import image_pipeline, load_images, dataset_checksums
 
 
@@ -64,3 +65,11 @@ def test_unknown_augmentation_rejected():
     dataset = tf.data.Dataset.from_tensor_slices((np.zeros((2, 28, 28, 1), np.uint8), np.zeros(2)))
     with pytest.raises(ValueError, match="augment"):
         image_pipeline(dataset, 2, training=True, augment="mixup")
+
+
+@pytest.mark.parametrize("name", sorted({registry.get(n).dataset for n in registry.list_models()} - {"ptb"}))
+def test_registry_label_names_are_the_datasets_own(name):
+    from zoo.data.images import label_names
+    for model_name in registry.list_models():
+        if registry.get(model_name).dataset == name:
+            assert registry.get(model_name).label_names == label_names(name)

@@ -98,3 +98,16 @@ def test_failed_export_leaves_previous_artifact(fresh_cnn_artifact, tmp_path, mo
     assert (destination / "MANIFEST.sha256").read_text() == before
     verify_manifest(destination)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")], "staging folder removed"
+
+
+@pytest.mark.parametrize("from_saved_model", [False, True])
+def test_reexport_keeps_the_model_function(from_saved_model, tmp_path):
+    from training.reexport import reexport
+    folder = tmp_path / "perceptron_mnist"  # its training state is not in the SavedModel
+    export_fresh("perceptron_mnist", folder)
+    images = random_images((28, 28, 1), count=8, seed=5)
+    before = zoo.load(folder).predict(images)
+    reexport("perceptron_mnist", from_saved_model, folder)
+    after = zoo.load(folder)  # the manifest verifies
+    np.testing.assert_array_equal(after.predict(images).scores, before.scores)
+    assert "reexported" in after.card and after.card["signatures"]

@@ -49,9 +49,13 @@ def test_every_artifact_runs_with_plain_tensorflow(fresh_cnn_artifact, tmp_path)
         outputs = run_plain_tf(path, tmp_path / f"{path.name}.npz")
         model = zoo.load(path)
         if model.card["task"] == "image":
-            expected = model.predict(outputs["inputs"])
-            np.testing.assert_array_equal(outputs["class_id"], expected.class_id)
-            np.testing.assert_allclose(outputs["scores"], expected.scores, atol=1e-6)
+            # The SavedModel's graph against the Keras model rebuilt from model.weights.h5 (what
+            # get_model(pretrained=True) gives): the two files of an artifact hold one model.
+            keras_model = (fresh_cnn_artifact[0] if path == fresh_cnn_artifact[1]
+                           else zoo.get_model(model.name, pretrained=True))
+            scores = np.asarray(keras_model(outputs["inputs"], training=False))
+            np.testing.assert_allclose(outputs["scores"], scores, rtol=1e-5, atol=1e-4)
+            np.testing.assert_array_equal(outputs["class_id"], scores.argmax(-1))
         else:
             texts = [t.decode() for t in outputs["inputs"]]
             for index, text in enumerate(texts):

@@ -20,12 +20,8 @@ def test_step_schedule_multiplies_by_the_factor_at_each_step_epoch():
 
 
 def test_time_limit_stops_after_the_first_epoch_past_it(tmp_path):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model, dataset = tiny_regression()
     model.compile(optimizer="sgd", loss="mse")
-    data = (np.ones((8, 3), np.float32), np.ones((8, 1), np.float32))
-    import tensorflow as tf
-    dataset = tf.data.Dataset.from_tensor_slices(data).batch(4)
     recipe = Recipe(epochs=5, time_limit_minutes=1e-9)
     history = loop.fit(model, recipe, dataset, dataset, tmp_path, verbose=0)
     assert history["epoch"] == [1]
@@ -53,3 +49,58 @@ def test_time_to_target_reads_the_first_epoch_at_the_target():
     missed = time_to_target(history, "val_perplexity", 100, True)
     assert missed["status"] == "not reached" and missed["best"] == 110 and missed["minutes"] == 3.0
     assert time_to_target({}, "val_perplexity", 100, True) == {"status": "not run"}
+    assert time_to_target({}, "val_perplexity", 100, True, missing="no committed artifact") == {
+        "status": "no committed artifact"}
+
+
+def tiny_regression():
+    import tensorflow as tf
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    data = (np.ones((8, 3), np.float32), np.ones((8, 1), np.float32))
+    return model, tf.data.Dataset.from_tensor_slices(data).batch(4)
+
+
+def test_a_diverged_run_raises_instead_of_returning(tmp_path):
+    model, dataset = tiny_regression()
+    model.compile(optimizer=keras.optimizers.SGD(1e30), loss="mse")  # overflows to inf, then NaN
+    with pytest.raises(loop.TrainingDiverged, match="nothing was exported"):
+        loop.fit(model, Recipe(epochs=3), dataset, dataset, tmp_path, verbose=0)
+
+
+def test_an_interrupted_run_resumes_only_with_the_same_recipe(tmp_path):
+    model, dataset = tiny_regression()
+    model.compile(optimizer="sgd", loss="mse")
+    loop.fit(model, Recipe(epochs=1), dataset, dataset, tmp_path, verbose=0)
+    loop.fit(model, Recipe(epochs=1, time_limit_minutes=5.0), dataset, dataset, tmp_path, verbose=0)  # a budget may change
+    with pytest.raises(ValueError, match=r"another recipe \(epochs: 1 -> 2\)"):
+        loop.fit(model, Recipe(epochs=2), dataset, dataset, tmp_path, verbose=0)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"epochs": 0}, "epochs must be a positive int"),
+    ({"optimizer": "adam"}, "optimizer must be one of"),
+    ({"learning_rate": -1.0}, "learning_rate must be a positive number"),
+    ({"warmup_epochs": 20.0}, r"warmup_epochs must be in \[0, epochs=10\]"),
+    ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0, 1\)"),
+    ({"augment": "mixup"}, "augment must be one of"),
+])
+def test_recipe_rejects_bad_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        Recipe(**settings)
+
+
+def test_command_line_overrides_name_the_setting_they_could_not_read():
+    from training.recipes import parse_override
+    assert parse_override("epochs=3") == ("epochs", 3)
+    assert parse_override("step_epochs=4,6") == ("step_epochs", (4, 6))
+    with pytest.raises(ValueError, match="--set epochs takes an int, got 'abc'"):
+        parse_override("epochs=abc")
+
+
+def test_the_perceptron_refuses_distributed_training():
+    import tensorflow as tf
+    from training.tasks import train_image_model
+    spec = registry.get("perceptron_mnist")
+    with pytest.raises(ValueError, match="perceptron rule on one device"):
+        train_image_model(spec, resolve(spec), None, None, tf.distribute.OneDeviceStrategy("/cpu:0"), 0)

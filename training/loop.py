@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
+import json
 import math
 import os
 import platform
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy
 import tensorflow as tf
 
 from training.recipes import Recipe
@@ -107,6 +110,7 @@ def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_di
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CheckpointError(f"could not create the checkpoint folder {work_dir}: {error}") from error
+    check_resumable(recipe, work_dir)
     log_path = work_dir / "log.csv"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=False),
@@ -122,11 +126,48 @@ def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_di
     except OSError as error:  # checkpoint or log writes: disk full, permissions
         raise CheckpointError(f"could not write checkpoints or logs in {work_dir}: {error}; "
                               "rerun the same command to resume from the last completed epoch") from error
-    return read_history(log_path)
+    history = read_history(log_path)
+    check_finite(model, history, work_dir)
+    return history
+
+
+# A different budget may resume a run; anything else would silently change the run it continues.
+_RESUMABLE_CHANGES = {"time_limit_minutes"}
+
+
+def check_resumable(recipe: Recipe, work_dir: Path) -> None:
+    """Pins the recipe in work_dir/recipe.json; a run that finds another recipe there refuses
+    to resume it (a cosine schedule, for one, depends on the total number of epochs)."""
+    path = work_dir / "recipe.json"
+    current = json.loads(json.dumps(dataclasses.asdict(recipe)))  # tuples -> lists, as stored
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        changed = sorted(key for key in set(stored) | set(current)
+                         if key not in _RESUMABLE_CHANGES and stored.get(key) != current.get(key))
+        if changed:
+            details = ", ".join(f"{key}: {stored.get(key)!r} -> {current.get(key)!r}" for key in changed)
+            raise ValueError(f"{work_dir} holds an interrupted run with another recipe ({details}); "
+                             "rerun with the same settings to resume it, or delete the folder to start over")
+    path.write_text(json.dumps(current, indent=2) + "\n")
+
+
+def check_finite(model: keras.Model, history: dict, work_dir: Path) -> None:
+    """Raises TrainingDiverged (before anything is exported) when the last epoch's loss or any
+    weight is NaN or infinite; TerminateOnNaN only stops the run."""
+    losses = history.get("loss", [])
+    if (losses and not math.isfinite(losses[-1])) or not all(
+            numpy.isfinite(weight).all() for weight in model.get_weights()):
+        raise TrainingDiverged(f"training diverged (loss {losses[-1] if losses else 'n/a'} after epoch "
+                               f"{len(losses)}); nothing was exported. Lower the learning rate or clip "
+                               f"gradients, and delete {work_dir} before rerunning (it holds the diverged run)")
 
 
 class CheckpointError(RuntimeError):
     """Writing a checkpoint or the training log failed."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or infinite."""
 
 
 def hardware_summary() -> dict:
@@ -137,7 +178,6 @@ def hardware_summary() -> dict:
 
 
 def library_versions() -> dict:
-    import numpy
     import tensorflow_datasets as tfds
     return {"python": sys.version.split()[0], "tensorflow": tf.__version__,
             "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,

@@ -40,10 +40,10 @@ PAPER_SCHEDULES = {
 
 
 def committed_minutes(name: str) -> float:
-    card_path = registry.get(name).export_dir / "model_card.json"
-    if not card_path.is_file():
+    card = registry.get(name).card()
+    if card is None:
         raise ValueError(f"{name} has no committed artifact: pass --minutes")
-    return json.loads(card_path.read_text())["training"]["wall_time_seconds"] / 60
+    return card["training"]["wall_time_seconds"] / 60
 
 
 def run(name: str, minutes: float | None = None, data_dir=None, report_dir: Path = REPORT_DIR,

@@ -26,6 +26,32 @@ class Recipe:
     seed: int = 0
     time_limit_minutes: float | None = None  # stop after the first epoch ending past this much training time
 
+    def __post_init__(self):
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"recipe {name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "sequence_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"recipe {name} must be a positive int, got {value!r}")
+        for name in ("learning_rate", "step_factor", "gradient_clip_norm", "time_limit_minutes"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"recipe {name} must be a positive number, got {value!r}")
+        if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
+            raise ValueError(f"recipe warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}")
+        for name, low, high in (("weight_decay", 0, None), ("momentum", 0, 1), ("label_smoothing", 0, 1)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
+                bounds = f"in [{low}, {high})" if high is not None else f">= {low}"
+                raise ValueError(f"recipe {name} must be a number {bounds}, got {value!r}")
+        if not all(isinstance(epoch, int) and epoch > 0 for epoch in self.step_epochs):
+            raise ValueError(f"recipe step_epochs must be positive epoch numbers, got {self.step_epochs!r}")
+
+
+CHOICES = {"optimizer": ("adamw", "sgd", "perceptron"), "schedule": ("constant", "cosine", "steps"),
+           "augment": ("none", "shift", "flip_crop")}
+
 
 def resolve(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> Recipe:
     """Recipe() <- the registry's recipe for `spec` <- command-line overrides."""
@@ -37,6 +63,9 @@ def resolve(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> Reci
     return Recipe(**merged)
 
 
+_KINDS = {int: "an int", str: "a word"}
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """'key=value' from the command line, the value typed like Recipe's default."""
     key, separator, raw = text.partition("=")
@@ -44,10 +73,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not separator or key not in defaults:
         raise ValueError(f"--set takes key=value with key one of {sorted(defaults)}, got {text!r}")
     default = defaults[key]
-    if isinstance(default, bool):
-        return key, raw.lower() in ("1", "true", "yes")
-    if isinstance(default, tuple):
-        return key, tuple(int(part) for part in raw.split(",") if part)
-    if default is None or isinstance(default, float):
-        return key, None if raw.lower() == "none" else float(raw)
-    return key, type(default)(raw)
+    try:
+        if isinstance(default, tuple):
+            return key, tuple(int(part) for part in raw.split(",") if part)
+        if default is None or isinstance(default, float):
+            return key, None if raw.lower() == "none" else float(raw)
+        return key, type(default)(raw)
+    except ValueError:
+        raise ValueError(f"--set {key} takes {_KINDS.get(type(default), 'a number')}"
+                         f"{' (comma-separated ints)' if isinstance(default, tuple) else ''}, got {raw!r}") from None

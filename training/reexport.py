@@ -4,39 +4,44 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from training.loop import utc_now
-from zoo import get_model, registry
-from zoo.export import export
+from zoo import registry
+from zoo.export import export, signature_doc
+from zoo.manifest import verify_manifest
 
 
-def reexport(name: str, from_saved_model: bool = False):
+def reexport(name: str, from_saved_model: bool = False, folder: str | Path | None = None) -> Path:
+    """Rewrite the artifact in `folder` (default: the committed exported_models/NAME/) in place."""
     spec = registry.get(name)
-    card = json.loads((spec.export_dir / "model_card.json").read_text())
-    if from_saved_model:
-        model = weights_from_saved_model(spec)
-    else:
-        model = get_model(name, pretrained=True)  # language models get their vocabulary back too
-    card["reexported"] = utc_now()
-    return export(model, spec, card)
-
-
-def weights_from_saved_model(spec):
-    """The registered model with the weights the artifact's SavedModel holds (matched by
-    variable path), for when its model.weights.h5 is unusable."""
-    import tensorflow as tf
-    from zoo.manifest import verify_manifest
-
-    verify_manifest(spec.export_dir)
-    loaded = tf.saved_model.load(str(spec.export_dir))
-    saved = {variable.name: variable for function in loaded.signatures.values() for variable in function.variables}
+    folder = Path(folder or spec.export_dir)
+    verify_manifest(folder)
+    card = json.loads((folder / "model_card.json").read_text())
     model = spec.build()
-    for weight in model.weights:
-        weight.assign(saved[f"{weight.path}:0"])
+    if from_saved_model:
+        restore_from_saved_model(model, folder)
+    else:
+        model.load_weights(folder / "model.weights.h5")
     if spec.task == "language":
-        from zoo.models.language import VOCABULARY_ASSET, read_vocabulary, set_vocabulary
-        set_vocabulary(model, read_vocabulary(spec.export_dir / "assets" / VOCABULARY_ASSET))
-    return model
+        from zoo.models.language import artifact_vocabulary, set_vocabulary
+        set_vocabulary(model, artifact_vocabulary(folder))
+    card["signatures"] = signature_doc(spec, model)  # the export format may document them differently now
+    card["reexported"] = utc_now()
+    return export(model, spec, card, folder)
+
+
+def restore_from_saved_model(model, folder: Path) -> None:
+    """Assign `model` the weights the SavedModel in `folder` holds (matched by variable path),
+    for when its model.weights.h5 is unusable. Variables no signature reads (training state,
+    such as the perceptron's running sums) keep their initial values."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(folder))
+    saved = {variable.name: variable for function in loaded.signatures.values() for variable in function.variables}
+    for weight in model.weights:
+        if f"{weight.path}:0" in saved:
+            weight.assign(saved[f"{weight.path}:0"])
 
 
 def main() -> int:

@@ -21,8 +21,9 @@ EVAL_BATCH = 500
 
 def train(name: str, overrides: Mapping[str, Any] | None = None, data_dir=None,
           destination: Path | None = None, work_dir: Path | None = None,
-          strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> Path:
-    """Train the registered model `name` and export it; returns the artifact folder."""
+          strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> Path | None:
+    """Train the registered model `name` and export it; returns the artifact folder (None on a
+    multi-worker run's non-chief workers, which only train)."""
     spec = registry.get(name)
     recipe = resolve(spec, overrides)
     keras.utils.set_random_seed(recipe.seed)
@@ -42,6 +43,11 @@ def train(name: str, overrides: Mapping[str, Any] | None = None, data_dir=None,
 
 
 def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, verbose):
+    if strategy is not None and recipe.optimizer == "perceptron":
+        # Its update rule assigns to the weights inside train_step, which the replicated and
+        # multi-worker paths bypass (they apply gradients of a loss).
+        raise ValueError(f"{spec.name} learns by the perceptron rule on one device; distributed "
+                         f"training (got {type(strategy).__name__}) covers gradient-trained models")
     num_classes = len(spec.label_names)
 
     def one_hot(images, labels):
@@ -62,6 +68,7 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
                                                     reduction=None)
         history = distribute.custom_fit(model, loss, train_data.with_options(options), recipe.epochs, steps,
                                         strategy, recipe.batch_size)
+        loop.check_finite(model, history, work_dir)
     else:
         history = loop.fit(model, recipe, train_data, test_data.map(one_hot), work_dir, verbose=verbose)
 

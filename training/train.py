@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.recipes import parse_override
+from training.recipes import parse_override, resolve
+from zoo import registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,10 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         overrides = dict(parse_override(item) for item in args.set)
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        resolve(registry.get(args.model), overrides)  # unknown names and bad settings fail here, before any data
     except ValueError as error:
         parser.error(str(error))
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
 
     from training import distribute, tasks
     path = tasks.train(args.model, overrides, data_dir=args.data_dir, destination=args.output,

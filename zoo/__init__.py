@@ -23,8 +23,8 @@ def get_model(name: str, pretrained: bool = False):
         verify_manifest(spec.export_dir)
         model.load_weights(weights)
         if spec.task == "language":  # the word list that goes with the ids: the artifact's vocab.txt
-            from zoo.models.language import VOCABULARY_ASSET, read_vocabulary, set_vocabulary
-            set_vocabulary(model, read_vocabulary(spec.export_dir / "assets" / VOCABULARY_ASSET))
+            from zoo.models.language import artifact_vocabulary, set_vocabulary
+            set_vocabulary(model, artifact_vocabulary(spec.export_dir))
     return model
 
 

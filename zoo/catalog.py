@@ -64,7 +64,10 @@ register(ModelSpec(
                 "layers and a max-pool (32, 64, 128 filters), dropout, 256-unit dense layer.",
 ))
 
-_RESNET_RECIPE = {"epochs": 40, "batch_size": 128, "optimizer": "sgd", "learning_rate": 0.1,
+# 40 epochs of this recipe gave ResNet-20 0.899 (0.857 at epoch 20, 0.884 at 30, 0.894 at 35): the
+# cosine schedule flattened ~1.3 points short of the paper, so the schedule is 100 epochs (~3 hours on
+# 2 cores: the run spans sessions through its committed checkpoint).
+_RESNET_RECIPE = {"epochs": 100, "batch_size": 128, "optimizer": "sgd", "learning_rate": 0.1,
                   "weight_decay": 5e-4, "warmup_epochs": 1, "augment": "flip_crop",
                   "label_smoothing": 0.1}
 
@@ -99,7 +102,8 @@ _CELL_NAMES = {"rnn": "SimpleRNN (tanh)", "lstm": "LSTM", "gru": "GRU"}
 
 
 def _register_language_model(cell: str, builder, *, width: int, num_layers: int, dropout: float,
-                             parameter_count: int, bar: float, reference: str, epochs: int) -> None:
+                             parameter_count: int, bar: float, reference: str, epochs: int,
+                             recipe_overrides: dict | None = None) -> None:
     """A tied-embedding model: width-d embeddings, num_layers recurrent layers of width units."""
     layers = {1: "One", 2: "Two", 3: "Three"}.get(num_layers, str(num_layers))
     register(ModelSpec(
@@ -107,15 +111,21 @@ def _register_language_model(cell: str, builder, *, width: int, num_layers: int,
         config=language.LanguageModelConfig(cell=cell, embedding_dim=width, hidden_units=width,
                                             num_layers=num_layers, dropout=dropout, tie_embeddings=True),
         parameter_count=parameter_count, metric="perplexity", bar=bar, reference=reference,
-        recipe={**LANGUAGE_RECIPE, "epochs": epochs},
+        recipe={**LANGUAGE_RECIPE, "epochs": epochs, **(recipe_overrides or {})},
         description=f"{layers} {width}-unit {_CELL_NAMES[cell]} layer{'s' if num_layers > 1 else ''} over "
                     f"{width}-d word embeddings, dropout {dropout} on non-recurrent connections, "
                     "logits through the tied embedding matrix.",
     ))
 
 
+# The ungated tanh RNN is the exception: SGD at rate 20 diverges (running perplexity 5e9 within 200
+# steps), and the rates that stay stable crawl (2.5: validation 476 after one epoch, 342 after two,
+# where the LSTM had 243 and 164). Adam doesn't show the LSTM's problem here: after 400 steps its
+# final weights score 318 on 60 validation batches, as the running training figure reads (312),
+# against 728 for SGD at rate 5.
+_RNN_RECIPE = {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.0}
 _register_language_model("rnn", language.build_rnn_ptb, width=300, num_layers=1, dropout=0.25,
-                         parameter_count=3_190_300, bar=140.0, epochs=10,
+                         parameter_count=3_190_300, bar=140.0, epochs=15, recipe_overrides=_RNN_RECIPE,
                          reference="Mikolov RNN-LM 124.7, KN5 141.2")
 _register_language_model("lstm", language.build_lstm_ptb, width=256, num_layers=2, dropout=0.3,
                          parameter_count=3_620_624, bar=110.0, epochs=14,

@@ -25,18 +25,15 @@ def markdown_table() -> str:
              "|---|---|---|---|---|---|"]
     for name in registry.list_models():
         spec = registry.get(name)
-        bar = f"{'>=' if spec.metric == 'accuracy' else '<='} {spec.bar:g}"
-        card_path = spec.export_dir / "model_card.json"
+        card = spec.card()
         training = "not trained"
-        if card_path.is_file():
-            card = json.loads(card_path.read_text())["training"]
-            training = f"{card['epochs_run']} epochs, {card['wall_time_seconds'] / 60:.0f} min"
+        if card is not None:
+            training = f"{card['training']['epochs_run']} epochs, {card['training']['wall_time_seconds'] / 60:.0f} min"
         measured = _metric_text(spec)
         if measured != "not trained":
             value = spec.reported_metrics()[f"test_{spec.metric}"]["value"]
-            met = value >= spec.bar if spec.metric == "accuracy" else value <= spec.bar
-            measured = f"{spec.metric} {measured}{'' if met else ' (bar not met)'}"
-        lines.append(f"| `{name}` | {measured} | {bar} | {spec.reference or '-'} | "
+            measured = f"{spec.metric} {measured}{'' if spec.meets_bar(value) else ' (bar not met)'}"
+        lines.append(f"| `{name}` | {measured} | {spec.bar_text} | {spec.reference or '-'} | "
                      f"{spec.parameter_count:,} | {training} |")
     return "\n".join(lines)
 
@@ -63,12 +60,11 @@ def command_list(args) -> int:
     if args.markdown:
         print(markdown_table())
         return 0
-    rows = [("name", "task", "dataset", "params", f"test metric", "bar", "reference")]
+    rows = [("name", "task", "dataset", "params", "test metric", "bar", "reference")]
     for name in registry.list_models():
         spec = registry.get(name)
-        bar = f"{'>=' if spec.metric == 'accuracy' else '<='} {spec.bar:g}"
         rows.append((name, spec.task, spec.dataset, f"{spec.parameter_count:,}",
-                     f"{spec.metric} {_metric_text(spec)}", bar, spec.reference))
+                     f"{spec.metric} {_metric_text(spec)}", spec.bar_text, spec.reference))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -94,17 +90,24 @@ def command_predict(args) -> int:
             if unknown:
                 print(f"  (not in the vocabulary, read as <unk>: {' '.join(unknown)})")
         return 0
-    inputs = []
     for item in args.inputs:
         if item.endswith(".npy"):
-            import numpy as np
-            inputs.extend(model.predict(np.load(item)))
+            predictions = model.predict(_read_npy(item))
+            names = [item] if len(predictions) == 1 else [f"{item}[{index}]" for index in range(len(predictions))]
         else:
-            inputs.extend(model.predict([item]))
-    for item, prediction in zip(args.inputs if len(inputs) == len(args.inputs) else range(len(inputs)), inputs):
-        confidence = f" ({prediction.probability:.3f})" if prediction.probability is not None else ""
-        print(f"{item}: {prediction.label}{confidence}")
+            predictions, names = model.predict([item]), [item]
+        for name, prediction in zip(names, predictions):
+            confidence = f" ({prediction.probability:.3f})" if prediction.probability is not None else ""
+            print(f"{name}: {prediction.label}{confidence}")
     return 0
+
+
+def _read_npy(path: str):
+    import numpy as np
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"could not read {path!r} as a .npy image array: {error}") from None
 
 
 def command_evaluate(args) -> int:

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from zoo.inference import load
+from zoo.inference import ImageClassifier, load
 from zoo.registry import REPO_ROOT
 
 CONVERTED_ROOT = REPO_ROOT / "converted"  # not committed: rebuilt by make export-onnx-/-tflite-
 ONNX_OPSET = 17
 
 
-def _image_signature(name_or_path):
-    model = load(name_or_path)  # verifies the manifest first
+def _image_classifier(name_path_or_model):
+    """A loaded image artifact: a name or folder is loaded (verifying its manifest first); an
+    already loaded ImageClassifier is used as it is."""
+    model = name_path_or_model if isinstance(name_path_or_model, ImageClassifier) else load(name_path_or_model)
     if model.card["task"] != "image":
         raise ValueError(f"{model.name} is a {model.card['task']} model; ONNX export covers image models "
                          "(language models: TFLite of the step signature, see to_tflite)")
@@ -22,10 +24,11 @@ def _image_signature(name_or_path):
 
 
 def to_onnx(name_or_path, output: str | os.PathLike | None = None) -> Path:
-    """serving_default -> ONNX with the same named input (uint8 `image`) and outputs."""
+    """serving_default -> ONNX with the same named input (uint8 `image`) and outputs; takes a
+    name, an artifact folder or a model from zoo.load."""
     import tf2onnx
 
-    model = _image_signature(name_or_path)
+    model = _image_classifier(name_or_path)
     signature = model._signature
     spec = signature.structured_input_signature[1]["image"]
     output = Path(output or CONVERTED_ROOT / model.name / "model.onnx")
@@ -45,7 +48,7 @@ def cached_onnx(model) -> Path:
     path = CONVERTED_ROOT / model.name / f"model-{digest}.onnx"
     if not path.is_file():
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        to_onnx(model.path, partial)
+        to_onnx(model, partial)
         os.replace(partial, path)
     return path
 

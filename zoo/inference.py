@@ -146,10 +146,10 @@ class ImageClassifier:
                                 merged.get("probabilities"), merged.get("distance"))
 
     def evaluate(self, data_dir=None, batch_size: int = 500) -> dict:
-        """Test accuracy on the full real test split, through the serving signature."""
+        """Test accuracy on the full real test split, through this model's runtime."""
         from zoo.data.images import image_pipeline, load_images
         from zoo.evaluation import image_accuracy
         dataset = image_pipeline(load_images(self.card["dataset"]["name"], "test", data_dir),
                                  batch_size, training=False)
-        result = image_accuracy(lambda images: self._signature(image=images)["class_id"], dataset)
+        result = image_accuracy(lambda images: self._run(images.numpy())["class_id"], dataset)
         return {"test_accuracy": {**result, "split": "test"}}

@@ -34,6 +34,17 @@ class ModelSpec:
     hyperplane_distance: bool = False  # has a `distance` output, f(x)/||w|| per class
     description: str = ""
 
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "accuracy"
+
+    @property
+    def bar_text(self) -> str:
+        return f"{'>=' if self.higher_is_better else '<='} {self.bar:g}"
+
+    def meets_bar(self, value: float) -> bool:
+        return value >= self.bar if self.higher_is_better else value <= self.bar
+
     def build(self, config: Any = None):
         """A freshly initialised Keras model (config defaults to the registered one)."""
         return self.builder(config or self.config)
@@ -42,12 +53,15 @@ class ModelSpec:
     def export_dir(self) -> Path:
         return EXPORT_ROOT / self.name
 
+    def card(self) -> dict | None:
+        """The committed artifact's model card; None if untrained."""
+        card_path = self.export_dir / "model_card.json"
+        return json.loads(card_path.read_text()) if card_path.is_file() else None
+
     def reported_metrics(self) -> dict | None:
         """Metrics of the committed artifact, read from its model card; None if untrained."""
-        card_path = self.export_dir / "model_card.json"
-        if not card_path.is_file():
-            return None
-        return json.loads(card_path.read_text())["metrics"]
+        card = self.card()
+        return None if card is None else card["metrics"]
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.data import ptb
+from zoo.models.language import artifact_vocabulary
 
 MAX_CHARACTERS = 1_000_000  # longest text the methods accept (the PTB test file has 449,945)
 
@@ -32,7 +33,7 @@ class LanguageModel:
         self._saved_model = saved_model  # keeps the signatures' variables and tables alive
         signatures = saved_model.signatures
         self._next_word, self._score, self._step = (signatures[key] for key in ("next_word", "score", "step"))
-        self.vocabulary = (self.path / "assets" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        self.vocabulary = artifact_vocabulary(self.path)
         self._ids = {word: index for index, word in enumerate(self.vocabulary)}
         self.state_size = int(self._step.structured_input_signature[1]["state"].shape[-1])
 

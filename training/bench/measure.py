@@ -149,8 +149,7 @@ def generation(name: str, tokens: int = 1101) -> dict:
     """Tokens/s through the `step` signature, and per-token cost near position 10 vs 1,000."""
     spec = registry.get(name)
     step = tf.saved_model.load(str(spec.export_dir)).signatures["step"]
-    card = json.loads((spec.export_dir / "model_card.json").read_text())
-    state = tf.zeros([1, card["state_size"]])
+    state = tf.zeros([1, spec.card()["state_size"]])
     token = tf.constant([0], tf.int32)
     times = []
     for _ in range(tokens):
@@ -165,11 +164,12 @@ def generation(name: str, tokens: int = 1101) -> dict:
     return {"tokens_per_second": float(1 / np.median(times)), "cost_ratio_position_1000_vs_10": float(late / early)}
 
 
-def time_to_target(history: dict, key: str, target: float, lower_is_better: bool) -> dict:
+def time_to_target(history: dict, key: str, target: float, lower_is_better: bool,
+                   missing: str = "not run") -> dict:
     """Minutes until a per-epoch validation metric in `history` (columns: epoch,
-    elapsed_seconds, key) first reached `target`."""
+    elapsed_seconds, key) first reached `target`; status `missing` when there is no history."""
     if not history.get("epoch"):
-        return {"status": "not run"}
+        return {"status": missing}
     for epoch, value, seconds in zip(history["epoch"], history.get(key, []), history["elapsed_seconds"]):
         if (value <= target) if lower_is_better else (value >= target):
             return {"status": "reached", "epoch": epoch, "minutes": seconds / 60, "value": value}
@@ -179,8 +179,8 @@ def time_to_target(history: dict, key: str, target: float, lower_is_better: bool
 
 def card_history(name: str) -> dict:
     """The committed recipe's training history, from the artifact's card (not retrained here)."""
-    card_path = registry.get(name).export_dir / "model_card.json"
-    return json.loads(card_path.read_text())["training"]["history"] if card_path.is_file() else {}
+    card = registry.get(name).card()
+    return card["training"]["history"] if card else {}
 
 
 def paper_history(name: str) -> dict:
@@ -206,10 +206,10 @@ def run(quick: bool) -> dict:
         entry["pipeline_ratio"] = entry["pipeline_examples_per_second"] / entry["examples_per_second"]
         results["training"][name] = entry
         print(name, json.dumps(entry), flush=True)
-    work_dir = Path(tempfile.mkdtemp())
     results["function_call_floor_ms"] = function_call_floor(repeats)
-    results["inference"] = {name: inference(name, repeats, work_dir) for name in image_models
-                            if registry.get(name).export_dir.is_dir()}
+    with tempfile.TemporaryDirectory() as work_dir:  # the ONNX conversions
+        results["inference"] = {name: inference(name, repeats, Path(work_dir)) for name in image_models
+                                if registry.get(name).export_dir.is_dir()}
     results.update(language_figures())
     return results
 
@@ -223,7 +223,9 @@ def language_figures() -> dict:
                "lstm_ptb": ("114.5 validation perplexity", "val_perplexity", 114.5, True)}
     results["time_to_accuracy"] = {}
     for name, (target, key, value, lower_is_better) in targets.items():
-        for schedule, history in (("committed recipe", card_history(name)), ("paper schedule", paper_history(name))):
+        runs = (("committed recipe", card_history(name), "no committed artifact"),
+                ("paper schedule", paper_history(name), f"not run (`make paper-{name}`)"))
+        for schedule, history, missing in runs:
             results["time_to_accuracy"][f"{name} to {target}, {schedule}"] = time_to_target(
-                history, key, value, lower_is_better)
+                history, key, value, lower_is_better, missing)
     return results

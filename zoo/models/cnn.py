@@ -5,7 +5,7 @@ import dataclasses
 
 import keras
 
-from zoo.models.common import check_positive, image_input, scale_pixels
+from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, check_positive, image_input, scale_pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ def build_cnn_cifar10(config: CNNConfig | None = None) -> keras.Model:
 
 CIFAR10_CONFIG = CNNConfig(
     input_shape=(32, 32, 3), filters=(32, 64, 128), dense_units=256, dropout=0.3,
-    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+    mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
 
 def _build_cnn(config: CNNConfig, name: str) -> keras.Model:

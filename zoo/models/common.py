@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import keras
 
+# Per-channel mean and std of CIFAR-10 training pixels / 255, standardised inside the graph.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
 
 def image_input(input_shape: tuple[int, int, int]) -> keras.KerasTensor:
     """The named raw input every image model takes: uint8 pixels, [N, H, W, C]."""

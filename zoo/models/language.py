@@ -213,6 +213,11 @@ def read_vocabulary(path: str | os.PathLike) -> list[str]:
     return Path(path).read_text(encoding="utf-8").splitlines()
 
 
+def artifact_vocabulary(folder: str | os.PathLike) -> list[str]:
+    """The word list an exported artifact carries (assets/vocab.txt)."""
+    return read_vocabulary(Path(folder) / "assets" / VOCABULARY_ASSET)
+
+
 class VocabularyTables(tf.Module):
     """word -> id and id -> word lookup tables, both initialised from the vocabulary file (which
     a SavedModel copies into its assets/ folder)."""

@@ -26,10 +26,9 @@ def build_linear(config: LinearConfig, name: str = "linear") -> keras.Model:
     return _build_linear(config, name=name)
 
 
-def _build_linear(config: LinearConfig, name: str, kernel_initializer="glorot_uniform") -> keras.Model:
+def _build_linear(config: LinearConfig, name: str) -> keras.Model:
     inputs, features = linear_features(config)
-    scores = keras.layers.Dense(config.num_classes, kernel_initializer=kernel_initializer,
-                                name="scores")(features)  # f(x) [N, K]
+    scores = keras.layers.Dense(config.num_classes, name="scores")(features)  # f(x) [N, K]
     return keras.Model(inputs, scores, name=name)
 
 

@@ -6,10 +6,7 @@ import dataclasses
 
 import keras
 
-from zoo.models.common import image_input, scale_pixels
-
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, image_input, scale_pixels
 
 
 @dataclasses.dataclass(frozen=True)
