@@ -48,8 +48,12 @@ def _inference(results: dict) -> list[str]:
 
 
 def _generation(results: dict) -> list[str]:
-    lines = ["\n## Language-model generation through `step`\n",
-             "| model | tokens/s | cost at position 1,000 / position 10 (goal <= 1.2) |", "|---|---|---|"]
+    lines = ["\n## Language-model generation through `step`\n"]
+    measured = results.get("generation_measured")
+    if measured:
+        lines.append(f"Measured {measured['created']}, 1-minute load average {measured['load_average']:.1f} "
+                     "when it started (near 0 on an idle machine; higher, other processes shared the cores).\n")
+    lines += ["| model | tokens/s | cost at position 1,000 / position 10 (goal <= 1.2) |", "|---|---|---|"]
     for name, entry in results["generation"].items():
         ratio = entry["cost_ratio_position_1000_vs_10"]
         lines.append(f"| `{name}` | {entry['tokens_per_second']:.0f} | {ratio:.2f} {_met(ratio <= 1.2)} |")
