@@ -9,6 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
+from zoo.image_input import to_uint8_batch
 from zoo.manifest import ArtifactError, verify_manifest
 from zoo.registry import EXPORT_ROOT
 
@@ -132,17 +133,16 @@ class ImageClassifier:
         return self
 
     def predict(self, images, batch_size: int = MAX_BATCH) -> ImagePredictions:
-        from zoo.image_input import to_uint8_batch
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         batch = to_uint8_batch(images, self.input_shape)
-        outputs: dict[str, list[np.ndarray]] = {}
-        for start in range(0, len(batch), batch_size):
-            for key, value in self._run(batch[start:start + batch_size]).items():
-                outputs.setdefault(key, []).append(value)
-        merged = {key: parts[0] if len(parts) == 1 else np.concatenate(parts) for key, parts in outputs.items()}
+        if len(batch) <= batch_size:  # one call: the common case, kept lean for single-image latency
+            merged = self._run(batch)
+        else:
+            chunks = [self._run(batch[start:start + batch_size]) for start in range(0, len(batch), batch_size)]
+            merged = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
         class_id = merged["class_id"]
-        return ImagePredictions(class_id, [self.label_names[i] for i in class_id], merged["scores"],
+        return ImagePredictions(class_id, [self.label_names[i] for i in class_id.tolist()], merged["scores"],
                                 merged.get("probabilities"), merged.get("distance"))
 
     def evaluate(self, data_dir=None, batch_size: int = 500) -> dict:

@@ -146,23 +146,32 @@ def function_call_floor(repeats: int) -> float:
     return float(np.percentile(np.array(timed(lambda: identity(image), repeats)) * 1000, 50))
 
 
-def generation(name: str, tokens: int = 1101) -> dict:
-    """Tokens/s through the `step` signature, and per-token cost near position 10 vs 1,000."""
+def generation(name: str, tokens: int = 1101, pairs: int = 200) -> dict:
+    """Tokens/s through the `step` signature (greedy generation), and the cost of one step at
+    position 1,000 relative to position 10."""
     spec = registry.get(name)
     step = tf.saved_model.load(str(spec.export_dir)).signatures["step"]
     state = tf.zeros([1, spec.card()["state_size"]])
     token = tf.constant([0], tf.int32)
-    times = []
-    for _ in range(tokens):
+    times, inputs = [], {}
+    for position in range(tokens):
+        if position in (10, 1000):
+            inputs[position] = {"token_id": token, "state": state}
         start = time.perf_counter()
         outputs = step(token_id=token, state=state)
         token = tf.cast(tf.argmax(outputs["logits"], axis=-1), tf.int32)
         state = outputs["state"]
         times.append(time.perf_counter() - start)
-    times = np.array(times[1:])  # the first call traces
-    # Median of 50-token windows starting at positions 10 and 1,000 (single timings are noisy).
-    early, late = np.median(times[9:59]), np.median(times[999:1049])
-    return {"tokens_per_second": float(1 / np.median(times)), "cost_ratio_position_1000_vs_10": float(late / early)}
+    # Steps at the two positions timed alternately, so that drift in the machine's speed (other
+    # processes) falls on both alike; medians, since single timings are noisy.
+    early, late = [], []
+    for _ in range(pairs):
+        for position, record in ((10, early), (1000, late)):
+            start = time.perf_counter()
+            step(**inputs[position])
+            record.append(time.perf_counter() - start)
+    return {"tokens_per_second": float(1 / np.median(times[1:])),  # the first call traces
+            "cost_ratio_position_1000_vs_10": float(np.median(late) / np.median(early))}
 
 
 def time_to_target(history: dict, key: str, target: float, lower_is_better: bool,
