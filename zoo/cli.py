@@ -11,8 +11,7 @@ from zoo.manifest import ArtifactError
 EVALUATE_TOLERANCE = {"accuracy": 0.001, "perplexity": 0.005}  # absolute / relative
 
 
-def _metric_text(spec) -> str:
-    metrics = spec.reported_metrics()
+def _metric_text(spec, metrics: dict | None) -> str:
     if metrics is None:
         return "not trained"
     key = f"test_{spec.metric}"
@@ -25,13 +24,12 @@ def markdown_table() -> str:
              "|---|---|---|---|---|---|"]
     for name in registry.list_models():
         spec = registry.get(name)
-        card = spec.card()
-        training = "not trained"
+        card = spec.card()  # read once per model
+        training = measured = "not trained"
         if card is not None:
             training = f"{card['training']['epochs_run']} epochs, {card['training']['wall_time_seconds'] / 60:.0f} min"
-        measured = _metric_text(spec)
-        if measured != "not trained":
-            value = spec.reported_metrics()[f"test_{spec.metric}"]["value"]
+            value = card["metrics"][f"test_{spec.metric}"]["value"]
+            measured = _metric_text(spec, card["metrics"])
             measured = f"{spec.metric} {measured}{'' if spec.meets_bar(value) else ' (bar not met)'}"
         lines.append(f"| `{name}` | {measured} | {spec.bar_text} | {spec.reference or '-'} | "
                      f"{spec.parameter_count:,} | {training} |")
@@ -64,7 +62,7 @@ def command_list(args) -> int:
     for name in registry.list_models():
         spec = registry.get(name)
         rows.append((name, spec.task, spec.dataset, f"{spec.parameter_count:,}",
-                     f"{spec.metric} {_metric_text(spec)}", spec.bar_text, spec.reference))
+                     f"{spec.metric} {_metric_text(spec, spec.reported_metrics())}", spec.bar_text, spec.reference))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
