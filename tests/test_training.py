@@ -104,3 +104,13 @@ def test_the_perceptron_refuses_distributed_training():
     spec = registry.get("perceptron_mnist")
     with pytest.raises(ValueError, match="perceptron rule on one device"):
         train_image_model(spec, resolve(spec), None, None, tf.distribute.OneDeviceStrategy("/cpu:0"), 0)
+
+
+def test_a_run_that_replaces_a_better_artifact_says_so_and_how_to_restore_it():
+    from training.train import replacement_note
+    accuracy, perplexity = registry.get("cnn_mnist"), registry.get("lstm_ptb")
+    assert "WORSE" not in replacement_note(accuracy, 0.99, 0.995)
+    assert "WORSE" in replacement_note(accuracy, 0.995, 0.99)
+    assert "git checkout -- exported_models/cnn_mnist" in replacement_note(accuracy, 0.995, 0.99)
+    assert "WORSE" not in replacement_note(perplexity, 90.0, 89.0)
+    assert "WORSE" in replacement_note(perplexity, 89.0, 90.0)

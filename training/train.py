@@ -27,11 +27,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
 
     from training import distribute, tasks
+    spec = registry.get(args.model)
+    previous = spec.committed_value() if args.output is None else None
     path = tasks.train(args.model, overrides, data_dir=args.data_dir, destination=args.output,
                        strategy=distribute.make_strategy(args.distribute),
                        verbose=1 if sys.stdout.isatty() else 2)  # a progress bar only on a terminal
     print(f"exported {args.model} to {path}")
+    if previous is not None and path is not None:
+        print(replacement_note(spec, previous, spec.committed_value()))
     return 0
+
+
+def replacement_note(spec, previous: float, new: float) -> str:
+    """What the run did to the artifact it replaced (committed artifacts stay in git)."""
+    change = f"test {spec.metric} {previous:.4g} -> {new:.4g}"
+    if new == previous or (new > previous) == spec.higher_is_better:
+        return f"replaced the artifact: {change}"
+    return (f"replaced the artifact: {change} (WORSE; the committed one is restored by "
+            f"`git checkout -- exported_models/{spec.name}`)")
 
 
 if __name__ == "__main__":

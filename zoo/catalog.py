@@ -101,19 +101,17 @@ LANGUAGE_RECIPE = {"optimizer": "sgd", "momentum": 0.0, "learning_rate": 20.0, "
 _CELL_NAMES = {"rnn": "SimpleRNN (tanh)", "lstm": "LSTM", "gru": "GRU"}
 
 
-def _register_language_model(cell: str, builder, *, width: int, num_layers: int, dropout: float,
-                             parameter_count: int, bar: float, reference: str, epochs: int,
-                             recipe_overrides: dict | None = None) -> None:
-    """A tied-embedding model: width-d embeddings, num_layers recurrent layers of width units."""
-    layers = {1: "One", 2: "Two", 3: "Three"}.get(num_layers, str(num_layers))
+def _register_language_model(builder, config, *, parameter_count: int, bar: float, reference: str,
+                             epochs: int, recipe_overrides: dict | None = None) -> None:
+    """A tied-embedding model: embeddings and recurrent layers of the same width."""
+    layers = {1: "One", 2: "Two", 3: "Three"}.get(config.num_layers, str(config.num_layers))
     register(ModelSpec(
-        name=f"{cell}_ptb", task="language", dataset="ptb", builder=builder,
-        config=language.LanguageModelConfig(cell=cell, embedding_dim=width, hidden_units=width,
-                                            num_layers=num_layers, dropout=dropout, tie_embeddings=True),
+        name=f"{config.cell}_ptb", task="language", dataset="ptb", builder=builder, config=config,
         parameter_count=parameter_count, metric="perplexity", bar=bar, reference=reference,
         recipe={**LANGUAGE_RECIPE, "epochs": epochs, **(recipe_overrides or {})},
-        description=f"{layers} {width}-unit {_CELL_NAMES[cell]} layer{'s' if num_layers > 1 else ''} over "
-                    f"{width}-d word embeddings, dropout {dropout} on non-recurrent connections, "
+        description=f"{layers} {config.hidden_units}-unit {_CELL_NAMES[config.cell]} "
+                    f"layer{'s' if config.num_layers > 1 else ''} over {config.embedding_dim}-d word embeddings, "
+                    f"dropout {config.dropout} on non-recurrent connections, "
                     "logits through the tied embedding matrix.",
     ))
 
@@ -125,13 +123,13 @@ def _register_language_model(cell: str, builder, *, width: int, num_layers: int,
 # against 728 for SGD at rate 5. With dropout 0.25 it overfits: validation 202, 173, 155, 150, 147,
 # then 151 at epoch 6 while the training figure fell to 100; hence dropout 0.5.
 _RNN_RECIPE = {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.0}
-_register_language_model("rnn", language.build_rnn_ptb, width=300, num_layers=1, dropout=0.5,
-                         parameter_count=3_190_300, bar=140.0, epochs=15, recipe_overrides=_RNN_RECIPE,
+_register_language_model(language.build_rnn_ptb, language.RNN_PTB_CONFIG, parameter_count=3_190_300,
+                         bar=140.0, epochs=15, recipe_overrides=_RNN_RECIPE,
                          reference="Mikolov RNN-LM 124.7, KN5 141.2")
-_register_language_model("lstm", language.build_lstm_ptb, width=256, num_layers=2, dropout=0.3,
-                         parameter_count=3_620_624, bar=110.0, epochs=14,
+_register_language_model(language.build_lstm_ptb, language.LSTM_PTB_CONFIG, parameter_count=3_620_624,
+                         bar=110.0, epochs=14,
                          reference="Zaremba et al. 2014 small (2x200, 13 epochs): 114.5; "
                                    "medium (2x650, dropout): 82.7")
-_register_language_model("gru", language.build_gru_ptb, width=256, num_layers=2, dropout=0.3,
-                         parameter_count=3_359_504, bar=120.0, epochs=12,
+_register_language_model(language.build_gru_ptb, language.GRU_PTB_CONFIG, parameter_count=3_359_504,
+                         bar=120.0, epochs=12,
                          reference="no standard PTB figure; compare lstm_ptb (same sizes)")

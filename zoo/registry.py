@@ -63,6 +63,11 @@ class ModelSpec:
         card = self.card()
         return None if card is None else card["metrics"]
 
+    def committed_value(self) -> float | None:
+        """The committed artifact's test metric (the one the bar judges); None if untrained."""
+        metrics = self.reported_metrics()
+        return None if metrics is None else metrics[f"test_{self.metric}"]["value"]
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 

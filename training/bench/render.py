@@ -9,16 +9,22 @@ def _met(ok: bool) -> str:
 
 
 def _training(results: dict) -> list[str]:
+    rounds = max((entry.get("rounds", 1) for entry in results["training"].values()), default=1)
+    how = (f" Each fraction is the median of {rounds} rounds that alternate a matmul measurement with the "
+           "model's train steps (range in brackets), so a load change on the machine moves both sides of a "
+           "round together." if rounds > 1 else "")
     lines = ["## Training throughput and input pipeline\n",
-             "Examples are images, or tokens for the language models.\n",
+             f"Examples are images, or tokens for the language models.{how}\n",
              "| model | batch | train examples/s | training MFLOP/example | fraction of matmul rate | "
              "goal >= 60% (ResNet-20) | pipeline examples/s | pipeline / training | goal >= 5x |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in results["training"].items():
         fraction = entry["fraction_of_matmul_rate"]
         goal = _met(fraction >= 0.6) if name == "resnet20_cifar10" else "-"
+        low, high = entry.get("fraction_of_matmul_rate_range", (fraction, fraction))
+        spread = f" ({low:.0%}-{high:.0%})" if high > low else ""
         lines.append(f"| `{name}` | {entry['batch_size']} | {entry['examples_per_second']:.0f} | "
-                     f"{entry['training_flops_per_example'] / 1e6:.2f} | {fraction:.0%} | {goal} | "
+                     f"{entry['training_flops_per_example'] / 1e6:.2f} | {fraction:.0%}{spread} | {goal} | "
                      f"{entry['pipeline_examples_per_second']:.0f} | {entry['pipeline_ratio']:.1f}x | "
                      f"{_met(entry['pipeline_ratio'] >= 5)} |")
     return lines

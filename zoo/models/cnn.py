@@ -25,14 +25,13 @@ def build_cnn_mnist(config: CNNConfig = CNNConfig()) -> keras.Model:
     return _build_cnn(config, name="cnn_mnist")
 
 
-def build_cnn_cifar10(config: CNNConfig | None = None) -> keras.Model:
-    config = config or CIFAR10_CONFIG
-    return _build_cnn(config, name="cnn_cifar10")
-
-
 CIFAR10_CONFIG = CNNConfig(
     input_shape=(32, 32, 3), filters=(32, 64, 128), dense_units=256, dropout=0.3,
     mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+def build_cnn_cifar10(config: CNNConfig = CIFAR10_CONFIG) -> keras.Model:
+    return _build_cnn(config, name="cnn_cifar10")
 
 
 def _build_cnn(config: CNNConfig, name: str) -> keras.Model:

@@ -140,24 +140,30 @@ def _build_language_model(config: LanguageModelConfig, name: str, batch_size: in
     return keras.Model(token_ids, logits, name=name)
 
 
+# The registered models: width-d tied embeddings and recurrent layers of the same width.
+RNN_PTB_CONFIG = LanguageModelConfig(cell="rnn", embedding_dim=300, hidden_units=300, num_layers=1, dropout=0.5)
+LSTM_PTB_CONFIG = LanguageModelConfig(cell="lstm", embedding_dim=256, hidden_units=256, num_layers=2, dropout=0.3)
+GRU_PTB_CONFIG = LanguageModelConfig(cell="gru", embedding_dim=256, hidden_units=256, num_layers=2, dropout=0.3)
+
+
 def _check_cell(config: LanguageModelConfig, cell: str) -> None:
     if isinstance(config, LanguageModelConfig) and config.cell != cell:
         raise ValueError(f"this builder makes {cell!r} models, got a config with cell={config.cell!r}")
 
 
-def build_rnn_ptb(config: LanguageModelConfig) -> keras.Model:
+def build_rnn_ptb(config: LanguageModelConfig = RNN_PTB_CONFIG) -> keras.Model:
     """SimpleRNN (Elman) language model."""
     _check_cell(config, "rnn")
     return _build_language_model(config, "rnn_ptb")
 
 
-def build_lstm_ptb(config: LanguageModelConfig) -> keras.Model:
+def build_lstm_ptb(config: LanguageModelConfig = LSTM_PTB_CONFIG) -> keras.Model:
     """LSTM language model."""
     _check_cell(config, "lstm")
     return _build_language_model(config, "lstm_ptb")
 
 
-def build_gru_ptb(config: LanguageModelConfig) -> keras.Model:
+def build_gru_ptb(config: LanguageModelConfig = GRU_PTB_CONFIG) -> keras.Model:
     """GRU language model."""
     _check_cell(config, "gru")
     return _build_language_model(config, "gru_ptb")
