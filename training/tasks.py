@@ -90,7 +90,13 @@ def compile_image_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int
         model.compile(loss=perceptron_criterion, metrics=[accuracy])
         return
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.label_smoothing)
-    model.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch), loss=loss, metrics=[accuracy])
+    # Keras compiles train steps with XLA by default. On this 2-core CPU, with another training run
+    # on the cores, XLA steps ran 2x slower than TensorFlow's own (oneDNN) kernels for ResNet-20,
+    # cnn_cifar10 and cnn_mnist and 5.8x for mlp_mnist (steps timed alternately in one process;
+    # linear_mnist 0.73x, a one-minute run either way). With the cores to itself, ResNet-20's fit
+    # epoch took the same time either way (132 s XLA, 134 s without). `make bench` compares them.
+    model.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch), loss=loss, metrics=[accuracy],
+                  jit_compile=False)
 
 
 def make_card(spec, recipe: Recipe, model: keras.Model, metrics: dict, history: dict,

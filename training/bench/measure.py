@@ -42,11 +42,13 @@ def matmul_rate(size: int = 1024, seconds: float = 3.0) -> float:
     return 2 * size ** 3 * count / (time.perf_counter() - start)
 
 
-def training_throughput(spec, steps: int, rounds: int = 3) -> dict:
-    """Examples/s of train steps on synthetic uint8 batches (the recipe's batch size)."""
+def training_throughput(spec, steps: int, rounds: int = 3, jit_compile: bool = False) -> dict:
+    """Examples/s of train steps on synthetic uint8 batches (the recipe's batch size); with
+    jit_compile, through XLA (Keras' default, which the recipes turn off)."""
     recipe = resolve(spec)
     model = spec.build()
     compile_image_model(model, recipe, steps_per_epoch=100)
+    model.jit_compile = jit_compile
     shape = model.input_shape[1:]
     images = np.random.default_rng(0).integers(0, 256, (recipe.batch_size, *shape), dtype=np.uint8)
     labels = np.eye(len(spec.label_names), dtype=np.float32)[np.arange(recipe.batch_size) % len(spec.label_names)]
@@ -213,6 +215,9 @@ def paper_history(name: str) -> dict:
     return loop.read_history(REPORT_DIR / f"{name}_paper_schedule.csv")
 
 
+XLA_COMPARED = ("resnet20_cifar10", "mlp_mnist")  # a convolutional and a dropout model
+
+
 def run(quick: bool) -> dict:
     steps, repeats = (3, 20) if quick else (20, 200)
     results = {"hardware": loop.hardware_summary(), "versions": loop.library_versions(),
@@ -226,6 +231,9 @@ def run(quick: bool) -> dict:
         entry["pipeline_examples_per_second"] = (pipeline_throughput if image else language_pipeline_throughput)(
             spec, 20 if quick else 100)
         entry["pipeline_ratio"] = entry["pipeline_examples_per_second"] / entry["examples_per_second"]
+        if name in XLA_COMPARED:
+            entry["xla_fraction_of_matmul_rate"] = training_throughput(
+                spec, steps, 1 if quick else 3, jit_compile=True)["fraction_of_matmul_rate"]
         results["training"][name] = entry
         print(name, json.dumps(entry), flush=True)
     results["function_call_floor_ms"] = function_call_floor(repeats)

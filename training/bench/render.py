@@ -27,6 +27,11 @@ def _training(results: dict) -> list[str]:
                      f"{entry['training_flops_per_example'] / 1e6:.2f} | {fraction:.0%}{spread} | {goal} | "
                      f"{entry['pipeline_examples_per_second']:.0f} | {entry['pipeline_ratio']:.1f}x | "
                      f"{_met(entry['pipeline_ratio'] >= 5)} |")
+    for name, entry in results["training"].items():
+        if "xla_fraction_of_matmul_rate" in entry:
+            lines.append(f"\nThrough XLA (Keras' default; the recipes turn it off), `{name}` trains at "
+                         f"{entry['xla_fraction_of_matmul_rate']:.0%} of the matmul rate "
+                         f"({entry['fraction_of_matmul_rate']:.0%} without).")
     return lines
 
 
