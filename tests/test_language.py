@@ -298,6 +298,17 @@ def test_language_model_api(tiny_lstm):
     assert lm.unknown_words("The Zebra sat on a ZEBRA\nyak") == ["zebra", "yak"]
 
 
+def test_nul_reads_as_a_space_and_lone_surrogates_are_refused(tiny_lstm):
+    # tf.strings.lower ends a string at its first NUL; the graph maps NUL to a space first.
+    lm = zoo.load(tiny_lstm[2])
+    assert lm.log_probability("the\x00cat sat") == pytest.approx(lm.log_probability("the cat sat"))
+    assert ptb.tokenize("the\x00cat") == ["the", "cat", language.EOS]
+    with pytest.raises(ValueError, match="no words"):
+        lm.next_words("\x00 \x00")
+    with pytest.raises(ValueError, match="lone surrogate"):
+        lm.perplexity("the \ud800 cat")
+
+
 def test_generation_is_reproducible_with_a_seed(tiny_lstm):
     _, _, path = tiny_lstm
     lm = zoo.load(path)

@@ -122,6 +122,11 @@ def _check_text(text) -> None:
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if len(text) > MAX_CHARACTERS:
         raise ValueError(f"text has {len(text):,} characters; the limit is {MAX_CHARACTERS:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"text must be valid Unicode; {error.object[error.start]!r} at position "
+                         f"{error.start} is a lone surrogate") from None
     if not ptb.tokenize(text):
         raise ValueError("text is empty (no words)")
 

@@ -32,7 +32,7 @@ FILES = {
     "test": ("ptb.test.txt", 449_945, "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
 }
 # The same characters tf.strings.split splits on by default (absl's ASCII whitespace).
-_WHITESPACE = re.compile(r"[ \t\n\v\f\r]+")
+_WHITESPACE = re.compile(r"[ \t\n\v\f\r\x00]+")  # the exported graph reads NUL as a space too
 
 
 class Ptb(tfds.core.GeneratorBasedBuilder):

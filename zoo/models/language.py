@@ -310,6 +310,8 @@ class LanguageServing:
     def _token_ids(self, text):
         """string[N] -> (int32 [N, L] padded ids: <eos>, then each line's words and <eos>;
         int32 [N] lengths L_n)."""
+        # NUL reads as a space: tf.strings.lower would otherwise end the text at the first one.
+        text = tf.strings.regex_replace(text, "\\x00", " ")
         lines = tf.strings.split(tf.strings.lower(text, encoding="utf-8"), sep="\n")  # [N, (lines)]
         lines = tf.ragged.boolean_mask(lines, tf.strings.strip(lines) != "")
         words = tf.strings.split(lines + f" {EOS}").merge_dims(1, 2)  # [N, (tokens)]
