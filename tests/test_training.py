@@ -114,3 +114,9 @@ def test_a_run_that_replaces_a_better_artifact_says_so_and_how_to_restore_it():
     assert "git checkout -- exported_models/cnn_mnist" in replacement_note(accuracy, 0.995, 0.99)
     assert "WORSE" not in replacement_note(perplexity, 90.0, 89.0)
     assert "WORSE" in replacement_note(perplexity, 89.0, 90.0)
+
+
+def test_completed_epochs_counts_the_interrupted_runs_log(tmp_path):
+    assert loop.completed_epochs(tmp_path) == 0
+    (tmp_path / "log.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n")
+    assert loop.completed_epochs(tmp_path) == 3

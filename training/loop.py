@@ -101,6 +101,11 @@ def read_history(log_path: Path) -> dict[str, list[float]]:
     return history
 
 
+def completed_epochs(work_dir: Path) -> int:
+    """Epochs an interrupted run in work_dir has finished (0 for a fresh run)."""
+    return len(read_history(work_dir / "log.csv").get("epoch", []))
+
+
 def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_dir: Path,
         steps_per_epoch: int | None = None, verbose: int | str = "auto",
         callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> dict[str, list[float]]:

@@ -55,7 +55,9 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
 
     train_raw = load_images(spec.dataset, "train", data_dir)
     test_raw = load_images(spec.dataset, "test", data_dir)
-    train_data = image_pipeline(train_raw, recipe.batch_size, True, recipe.augment, recipe.seed).map(one_hot)
+    # A resumed run continues with fresh epochs of order and augmentation, not a replay of epoch 1.
+    data_seed = recipe.seed + loop.completed_epochs(work_dir)
+    train_data = image_pipeline(train_raw, recipe.batch_size, True, recipe.augment, data_seed).map(one_hot)
     test_data = image_pipeline(test_raw, EVAL_BATCH, False)
     steps = loop.steps_for(int(train_raw.cardinality()), recipe.batch_size)
     with (strategy or tf.distribute.get_strategy()).scope():
