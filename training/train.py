@@ -22,12 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(parse_override(item) for item in args.set)
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
-        resolve(registry.get(args.model), overrides)  # unknown names and bad settings fail here, before any data
+        spec = registry.get(args.model)
+        resolve(spec, overrides)  # unknown names and bad settings fail here, before any data
     except ValueError as error:
         parser.error(str(error))
 
     from training import distribute, tasks
-    spec = registry.get(args.model)
     previous = spec.committed_value() if args.output is None else None
     path = tasks.train(args.model, overrides, data_dir=args.data_dir, destination=args.output,
                        strategy=distribute.make_strategy(args.distribute),
