@@ -76,6 +76,22 @@ def test_each_epoch_draws_new_augmentations_and_a_seed_replays_its_epochs():
     assert not np.array_equal(epochs(1)[0], first)  # a resumed run's offset seed: no replay
 
 
+def test_each_training_epoch_is_a_new_permutation_of_the_whole_split():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)  # pixel = label: pairs stay together
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(10)))
+    pipeline = image_pipeline(dataset, 3, training=True, seed=0)
+    epochs = []
+    for _ in range(3):
+        batches = list(pipeline)
+        for batch_images, batch_labels in batches:
+            np.testing.assert_array_equal(batch_images.numpy().reshape(-1), batch_labels.numpy())
+        epochs.append(tuple(np.concatenate([labels.numpy() for _, labels in batches])))
+    assert all(len(order) == 9 and len(set(order)) == 9 for order in epochs)  # 3 full batches, none repeated
+    assert len(set(epochs)) == 3  # a new order every epoch
+    with pytest.raises(ValueError, match="full batch"):
+        image_pipeline(dataset, 11, training=True, seed=0)
+
+
 def test_unknown_augmentation_rejected():
     dataset = tf.data.Dataset.from_tensor_slices((np.zeros((2, 28, 28, 1), np.uint8), np.zeros(2)))
     with pytest.raises(ValueError, match="augment"):

@@ -19,6 +19,34 @@ def test_step_schedule_multiplies_by_the_factor_at_each_step_epoch():
     assert rates == [35.0, 35.0, 17.5, 8.75, 4.375, 4.375]
 
 
+def test_sgd_weight_decay_is_l2_through_the_momentum_like_the_papers():
+    """Steps of the recipe's SGD with weight_decay equal plain SGD (same momentum) on the loss
+    plus weight_decay/2 * ||w||^2: the decay passes through the momentum, unlike Keras' own."""
+    rng = np.random.default_rng(0)
+    inputs, targets = rng.normal(size=(16, 3)).astype("float32"), rng.normal(size=(16, 1)).astype("float32")
+    recipe = Recipe(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.05, schedule="constant")
+
+    def trained(optimizer, l2_in_loss):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+
+        def loss(y_true, y_pred):
+            mse = keras.ops.mean(keras.ops.square(y_true - y_pred))
+            return mse + l2_in_loss / 2 * sum(keras.ops.sum(keras.ops.square(w)) for w in model.trainable_weights)
+
+        model.compile(optimizer=optimizer, loss=loss)
+        for _ in range(5):
+            model.train_on_batch(inputs, targets)
+        return model.get_weights()
+
+    coupled = trained(loop.make_optimizer(recipe, steps_per_epoch=1), 0.0)
+    reference = trained(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), 0.05)
+    keras_decay = trained(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05), 0.0)
+    for ours, expected in zip(coupled, reference):
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(keras_decay[0], reference[0], rtol=1e-3)  # the weaker decoupled form
+
+
 def test_time_limit_stops_after_the_first_epoch_past_it(tmp_path):
     model, dataset = tiny_regression()
     model.compile(optimizer="sgd", loss="mse")

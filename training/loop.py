@@ -48,10 +48,28 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Opt
     if recipe.optimizer == "adamw":
         return keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay, **clip)
     if recipe.optimizer == "sgd":
-        # Keras' weight decay subtracts lr * wd * w each step: coupled L2 of strength wd for SGD.
-        return keras.optimizers.SGD(rate, momentum=recipe.momentum, nesterov=True,
-                                    weight_decay=recipe.weight_decay, **clip)
+        return CoupledWeightDecaySGD(rate, momentum=recipe.momentum, nesterov=True,
+                                     l2=recipe.weight_decay, **clip)
     raise ValueError(f"optimizer must be adamw or sgd, got {recipe.optimizer!r}")
+
+
+class CoupledWeightDecaySGD(keras.optimizers.SGD):
+    """SGD whose weight decay adds l2 * w to the gradient, so that it passes through the momentum
+    as in He et al. 2016 and PyTorch. Keras' own `weight_decay` shrinks the weights outside the
+    momentum, which at momentum 0.9 is about 10x weaker for the same coefficient (the 40- and
+    100-epoch ResNet-20 artifacts were trained that way, with 5e-4)."""
+
+    def __init__(self, *args, l2: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.l2 = l2
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.l2 and self._use_weight_decay(variable):
+            gradient = gradient + keras.ops.cast(self.l2, variable.dtype) * variable
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
 
 
 class EpochClock(keras.callbacks.Callback):

@@ -13,6 +13,8 @@ class Recipe:
     batch_size: int = 128
     optimizer: str = "adamw"  # adamw | sgd | perceptron (the model's own update rule)
     learning_rate: float = 1e-3  # peak rate, reached after warmup
+    # adamw: decoupled decay (AdamW); sgd: L2 on the gradient, through the momentum (the papers'
+    # and PyTorch's weight_decay).
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
     schedule: str = "cosine"  # constant | cosine | steps

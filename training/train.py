@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 def replacement_note(spec, previous: float, new: float) -> str:
     """What the run did to the artifact it replaced (committed artifacts stay in git)."""
     change = f"test {spec.metric} {previous:.4g} -> {new:.4g}"
-    if new == previous or (new > previous) == spec.higher_is_better:
+    if spec.at_least_as_good(new, previous):
         return f"replaced the artifact: {change}"
     return (f"replaced the artifact: {change} (WORSE; the committed one is restored by "
             f"`git checkout -- exported_models/{spec.name}`)")

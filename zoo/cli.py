@@ -28,7 +28,7 @@ def markdown_table() -> str:
         training = measured = "not trained"
         if card is not None:
             training = f"{card['training']['epochs_run']} epochs, {card['training']['wall_time_seconds'] / 60:.0f} min"
-            value = card["metrics"][f"test_{spec.metric}"]["value"]
+            value = spec.committed_value(card)
             measured = _metric_text(spec, card["metrics"])
             measured = f"{spec.metric} {measured}{'' if spec.meets_bar(value) else ' (bar not met)'}"
         lines.append(f"| `{name}` | {measured} | {spec.bar_text} | {spec.reference or '-'} | "

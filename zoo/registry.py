@@ -43,7 +43,11 @@ class ModelSpec:
         return f"{'>=' if self.higher_is_better else '<='} {self.bar:g}"
 
     def meets_bar(self, value: float) -> bool:
-        return value >= self.bar if self.higher_is_better else value <= self.bar
+        return self.at_least_as_good(value, self.bar)
+
+    def at_least_as_good(self, value: float, other: float) -> bool:
+        """Whether metric `value` is as good as `other` or better (accuracy up, perplexity down)."""
+        return value >= other if self.higher_is_better else value <= other
 
     def build(self, config: Any = None):
         """A freshly initialised Keras model (config defaults to the registered one)."""
@@ -58,14 +62,14 @@ class ModelSpec:
         card_path = self.export_dir / "model_card.json"
         return json.loads(card_path.read_text()) if card_path.is_file() else None
 
-    def reported_metrics(self) -> dict | None:
-        """Metrics of the committed artifact, read from its model card; None if untrained."""
-        card = self.card()
+    def reported_metrics(self, card: dict | None = None) -> dict | None:
+        """Metrics of the committed artifact (from `card`, else its model card); None if untrained."""
+        card = card if card is not None else self.card()
         return None if card is None else card["metrics"]
 
-    def committed_value(self) -> float | None:
+    def committed_value(self, card: dict | None = None) -> float | None:
         """The committed artifact's test metric (the one the bar judges); None if untrained."""
-        metrics = self.reported_metrics()
+        metrics = self.reported_metrics(card)
         return None if metrics is None else metrics[f"test_{self.metric}"]["value"]
 
 
