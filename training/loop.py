@@ -144,7 +144,9 @@ def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_di
         keras.callbacks.CSVLogger(str(log_path), append=True),
     ]
     try:
-        model.fit(train_data, validation_data=validation_data, epochs=recipe.epochs,
+        # shuffle=False: the datasets come in their own order (Keras ignores the flag for them
+        # anyway, with a warning).
+        model.fit(train_data, validation_data=validation_data, epochs=recipe.epochs, shuffle=False,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
     except OSError as error:  # checkpoint or log writes: disk full, permissions
         raise CheckpointError(f"could not write checkpoints or logs in {work_dir}: {error}; "

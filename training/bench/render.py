@@ -14,7 +14,8 @@ def _training(results: dict) -> list[str]:
            "model's train steps (range in brackets), so a load change on the machine moves both sides of a "
            "round together." if rounds > 1 else "")
     lines = ["## Training throughput and input pipeline\n",
-             f"Examples are images, or tokens for the language models.{how}\n",
+             f"Examples are images, or tokens for the language models.{how} The pipeline alone is drawn "
+             "inside a tf.function, as Keras' fit draws it.\n",
              "| model | batch | train examples/s | training MFLOP/example | fraction of matmul rate | "
              "goal >= 60% (ResNet-20) | pipeline examples/s | pipeline / training | goal >= 5x |",
              "|---|---|---|---|---|---|---|---|---|"]
