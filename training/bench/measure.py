@@ -239,6 +239,7 @@ def run(quick: bool) -> dict:
         entry["pipeline_examples_per_second"] = (pipeline_throughput if image else language_pipeline_throughput)(
             spec, 20 if quick else 100)
         entry["pipeline_ratio"] = entry["pipeline_examples_per_second"] / entry["examples_per_second"]
+        entry["pipeline_drawn_in"] = "tf.function"
         if name in XLA_COMPARED:
             entry["xla_fraction_of_matmul_rate"] = training_throughput(
                 spec, steps, 1 if quick else 3, jit_compile=True)["fraction_of_matmul_rate"]

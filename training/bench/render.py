@@ -13,9 +13,10 @@ def _training(results: dict) -> list[str]:
     how = (f" Each fraction is the median of {rounds} rounds that alternate a matmul measurement with the "
            "model's train steps (range in brackets), so a load change on the machine moves both sides of a "
            "round together." if rounds > 1 else "")
+    drawn = (" The pipeline alone is drawn inside a tf.function, as Keras' fit draws it." if any(
+        entry.get("pipeline_drawn_in") == "tf.function" for entry in results["training"].values()) else "")
     lines = ["## Training throughput and input pipeline\n",
-             f"Examples are images, or tokens for the language models.{how} The pipeline alone is drawn "
-             "inside a tf.function, as Keras' fit draws it.\n",
+             f"Examples are images, or tokens for the language models.{how}{drawn}\n",
              "| model | batch | train examples/s | training MFLOP/example | fraction of matmul rate | "
              "goal >= 60% (ResNet-20) | pipeline examples/s | pipeline / training | goal >= 5x |",
              "|---|---|---|---|---|---|---|---|---|"]
