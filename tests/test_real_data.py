@@ -6,7 +6,7 @@ from zoo import registry
 from tests.conftest import TRAINED_MODELS
 
 # Committed artifacts that are honestly below their bar (their card and the README say so).
-BELOW_BAR: set[str] = {"resnet20_cifar10"}  # test accuracy 0.9073 against 0.9125 (see README)
+BELOW_BAR: set[str] = set()
 
 
 @pytest.mark.data
