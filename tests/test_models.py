@@ -6,7 +6,7 @@ import tensorflow as tf
 import keras
 
 import zoo
-from zoo.models import linear, mlp, perceptron, resnet
+from zoo.models import common, linear, mlp, perceptron, resnet
 from tests.conftest import export_fresh, random_images
 
 X = np.array([[1.0, 2.0], [-1.0, -1.0], [2.0, 0.5]], np.float32)
@@ -154,3 +154,42 @@ def test_builder_argument_errors():
         mlp.build_mlp(mlp.MLPConfig(activation="swishy"))
     with pytest.raises(ValueError, match="dropout"):
         mlp.build_mlp(mlp.MLPConfig(dropout=1.0))
+
+
+def _bn_pair():
+    """zoo's fused BatchNormalization and Keras' own, built alike with the same random variables."""
+    rng = np.random.default_rng(0)
+    layers = (common.BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9))
+    for layer in layers:
+        layer.build((4, 5, 5, 3))
+    for variable in zip(*(layer.weights for layer in layers)):
+        values = rng.uniform(0.5, 1.5, variable[0].shape).astype(np.float32)
+        for each in variable:
+            each.assign(values)
+    return layers
+
+
+def test_fused_batch_norm_matches_keras_in_training_and_inference():
+    fused, reference = _bn_pair()
+    rng = np.random.default_rng(1)
+    inputs = tf.constant(rng.normal(2.0, 3.0, (4, 5, 5, 3)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(4, 5, 5, 3)).astype(np.float32))  # a loss with every gradient
+    results = []
+    for layer in (fused, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs, training=True)
+            loss = tf.reduce_sum(outputs * weights)
+        gradients = tape.gradient(loss, [inputs, layer.gamma, layer.beta])
+        results.append([outputs, *gradients, layer.moving_mean, layer.moving_variance,
+                        layer(inputs, training=False)])
+    for got, expected in zip(*results):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_batch_norm_runs_the_fused_kernel_when_training():
+    layer = common.BatchNormalization()
+    layer.build((2, 4, 4, 3))
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(
+        tf.TensorSpec((2, 4, 4, 3), tf.float32)).graph
+    assert any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())

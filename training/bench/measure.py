@@ -6,7 +6,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -18,6 +20,8 @@ from training.tasks import compile_image_model
 from zoo import registry
 from zoo.data import ptb
 from zoo.data.images import image_pipeline
+from zoo.models import resnet
+from zoo.models.common import image_input, scale_pixels
 
 
 def timed(function, repeats: int) -> list[float]:
@@ -42,11 +46,13 @@ def matmul_rate(size: int = 1024, seconds: float = 3.0) -> float:
     return 2 * size ** 3 * count / (time.perf_counter() - start)
 
 
-def training_throughput(spec, steps: int, rounds: int = 3, jit_compile: bool = False) -> dict:
+def training_throughput(spec, steps: int, rounds: int = 3, jit_compile: bool = False,
+                        model: keras.Model | None = None) -> dict:
     """Examples/s of train steps on synthetic uint8 batches (the recipe's batch size); with
-    jit_compile, through XLA (Keras' default, which the recipes turn off)."""
+    jit_compile, through XLA (Keras' default, which the recipes turn off); `model` replaces the
+    spec's architecture (the limit probes below)."""
     recipe = resolve(spec)
-    model = spec.build()
+    model = model or spec.build()
     compile_image_model(model, recipe, steps_per_epoch=100)
     model.jit_compile = jit_compile
     shape = model.input_shape[1:]
@@ -224,6 +230,30 @@ def paper_history(name: str) -> dict:
 
 
 XLA_COMPARED = ("resnet20_cifar10", "mlp_mnist")  # a convolutional and a dropout model
+LIMITS_PROBED = ("resnet20_cifar10",)  # the model with a training-rate goal
+
+
+def training_limits(spec, steps: int, rounds: int) -> dict:
+    """What holds a convolutional model below the goal: the fraction it trains at with Keras' own
+    (unfused) batch norm, and the fraction its convolutions reach alone (the same Conv2D layers in
+    a chain: no batch norm, ReLU or shortcuts), the ceiling the convolution kernels allow here."""
+    with mock.patch.object(resnet, "BatchNormalization", keras.layers.BatchNormalization):
+        unfused = spec.build()
+    convolutions = _convolutions_alone(spec.build(), len(spec.label_names))
+    return {"keras_batch_norm_fraction_of_matmul_rate":
+            training_throughput(spec, steps, rounds, model=unfused)["fraction_of_matmul_rate"],
+            "convolutions_alone_fraction_of_matmul_rate":
+            training_throughput(spec, steps, rounds, model=convolutions)["fraction_of_matmul_rate"]}
+
+
+def _convolutions_alone(model: keras.Model, num_classes: int) -> keras.Model:
+    image = image_input(model.input_shape[1:])
+    x = scale_pixels(image)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            x = keras.layers.Conv2D.from_config(layer.get_config())(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(image, keras.layers.Dense(num_classes)(x), name=f"{model.name}_convolutions")
 
 
 def run(quick: bool) -> dict:
@@ -243,6 +273,8 @@ def run(quick: bool) -> dict:
         if name in XLA_COMPARED:
             entry["xla_fraction_of_matmul_rate"] = training_throughput(
                 spec, steps, 1 if quick else 3, jit_compile=True)["fraction_of_matmul_rate"]
+        if name in LIMITS_PROBED:
+            entry.update(training_limits(spec, steps, 1 if quick else 3))
         results["training"][name] = entry
         print(name, json.dumps(entry), flush=True)
     results["function_call_floor_ms"] = function_call_floor(repeats)

@@ -34,6 +34,14 @@ def _training(results: dict) -> list[str]:
             lines.append(f"\nThrough XLA (Keras' default; the recipes turn it off), `{name}` trains at "
                          f"{entry['xla_fraction_of_matmul_rate']:.0%} of the matmul rate "
                          f"({entry['fraction_of_matmul_rate']:.0%} without).")
+        if "convolutions_alone_fraction_of_matmul_rate" in entry:
+            lines.append(f"\nWhat limits `{name}`: its convolutions alone (the same Conv2D layers in a chain, without "
+                         "batch norm, ReLU or shortcuts) train at "
+                         f"{entry['convolutions_alone_fraction_of_matmul_rate']:.0%} of the matmul rate, the ceiling "
+                         "of the convolution kernels for these shapes here; the rest is batch norm, ReLU and the "
+                         "additions, memory-bound passes over the activations. zoo's BatchNormalization runs "
+                         "TensorFlow's fused kernel: with Keras' own (separate moments and normalise ops) the "
+                         f"model trains at {entry['keras_batch_norm_fraction_of_matmul_rate']:.0%}.")
     return lines
 
 

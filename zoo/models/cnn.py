@@ -5,7 +5,8 @@ import dataclasses
 
 import keras
 
-from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, check_positive, image_input, scale_pixels
+from zoo.models.common import (CIFAR10_MEAN, CIFAR10_STD, BatchNormalization, check_positive, image_input,
+                               scale_pixels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,7 @@ def _build_cnn(config: CNNConfig, name: str) -> keras.Model:
             stride = config.first_stride if stage == index == 0 else 1
             x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
                                     name=f"stage{stage}_conv{index}")(x)
-            x = keras.layers.BatchNormalization(name=f"stage{stage}_bn{index}")(x)
+            x = BatchNormalization(name=f"stage{stage}_bn{index}")(x)
             x = keras.layers.ReLU(name=f"stage{stage}_relu{index}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)  # H, W halve
     x = keras.layers.Flatten(name="flatten")(x)

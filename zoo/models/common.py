@@ -1,4 +1,4 @@
-"""Pieces shared by the image families: the raw-uint8 input and its scaling."""
+"""Pieces shared by the image families: the raw-uint8 input, its scaling, and batch norm."""
 from __future__ import annotations
 
 import keras
@@ -32,3 +32,35 @@ def scale_pixels(image, mean: tuple[float, ...] | None = None, std: tuple[float,
 def check_positive(name: str, value) -> None:
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+class BatchNormalization(keras.layers.BatchNormalization):
+    """keras.layers.BatchNormalization whose training step runs TensorFlow's fused kernel.
+
+    Keras 3 normalises with separate moments, subtract, rsqrt, multiply and add ops, each a pass
+    over the activations forward and again backward; FusedBatchNormV3 is one pass each way.
+    Same variables, same statistics (the kernel's Bessel-corrected variance is undone, as Keras
+    keeps the biased one), same inference graph; ResNet-20's train step is ~1.25x faster on CPU
+    (`make bench`). Anything the kernel doesn't cover falls back to Keras' own path."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and self._fusable(inputs, mask)):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        scale = self.gamma if self.scale else tf.ones([channels], inputs.dtype)
+        offset = self.beta if self.center else tf.zeros([channels], inputs.dtype)
+        # outputs [N, H, W, C]; mean, variance [C]
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, scale, offset, epsilon=self.epsilon, is_training=True)
+        count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), variance.dtype)
+        variance = variance * (count - 1) / tf.maximum(count, 1)  # unbiased -> biased
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return outputs
+
+    def _fusable(self, inputs, mask) -> bool:
+        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and keras.backend.standardize_dtype(inputs.dtype) == "float32" and not self.renorm
+                and not self.synchronized and self.epsilon >= 1.001e-5)

@@ -6,7 +6,7 @@ import dataclasses
 
 import keras
 
-from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, image_input, scale_pixels
+from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, BatchNormalization, image_input, scale_pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _build_resnet(config: ResNetConfig, name: str) -> keras.Model:
 def _conv_bn(x, filters: int, stride: int, name: str):
     x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
                             kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    return keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return BatchNormalization(name=f"{name}_bn")(x)
 
 
 def _basic_block(x, filters: int, stride: int, residual: bool, name: str):
