@@ -17,8 +17,9 @@ def _results(fraction: float, pipeline_ratio: float, speedup: float, ratio: floa
         "inference": {"cnn_mnist": {"zoo": latency, "onnxruntime": latency,
                                     "keras_predict": {**latency, "p50_ms": speedup}}},
         "generation": {"lstm_ptb": {"tokens_per_second": 500.0, "cost_ratio_position_1000_vs_10": ratio}},
-        "time_to_accuracy": {"target a": {"status": "reached", "epoch": 3, "minutes": 12.5},
-                             "target b": {"status": "not trained"}},
+        "time_to_accuracy": {"target a": {"status": "reached", "epoch": 3, "minutes": 12.5, "value": 0.91625},
+                             "target b": {"status": "not trained"},
+                             "target c": {"status": "not reached", "epochs": 40, "minutes": 99.0, "best": 0.8991}},
     }
 
 
@@ -33,7 +34,8 @@ def test_goals_met_and_missed_are_judged_from_the_figures():
     assert "6.0x | met |" in met and "2.0x | not met |" in missed
     assert "12.0x met" in met and "3.0x not met" in missed
     assert "1.10 met" in met and "1.50 not met" in missed
-    assert "| target a | reached | 3 | 12.5 |" in met and "| target b | not trained | - | - |" in met
+    assert "| target a | reached | 3 | 12.5 | 0.9163 |" in met and "| target b | not trained | - | - | - |" in met
+    assert "| target c | not reached | 40 | 99.0 | 0.8991 |" in met
 
 
 def test_readme_quotes_the_committed_bench_tables():

@@ -88,13 +88,16 @@ def _time_to_accuracy(results: dict) -> list[str]:
              "The committed recipe's minutes come from its card's per-epoch history; the paper schedule's "
              "from `make paper-<name>` (training/paper.py), run for as long as the committed recipe took, "
              "its log kept in reports/time_to_accuracy/.\n",
-             "| target | status | epochs | minutes |", "|---|---|---|---|"]
+             "| target | status | epochs | minutes | value then (reached), or best (not reached) |",
+             "|---|---|---|---|---|"]
     for target, entry in results["time_to_accuracy"].items():
         if "minutes" in entry:
             epochs = entry.get("epoch", entry.get("epochs", "-"))
-            lines.append(f"| {target} | {entry['status']} | {epochs} | {entry['minutes']:.1f} |")
+            value = entry.get("value", entry.get("best"))
+            value = "-" if value is None else f"{value:.4g}"
+            lines.append(f"| {target} | {entry['status']} | {epochs} | {entry['minutes']:.1f} | {value} |")
         else:
-            lines.append(f"| {target} | {entry['status']} | - | - |")
+            lines.append(f"| {target} | {entry['status']} | - | - | - |")
     return lines
 
 
