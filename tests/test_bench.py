@@ -70,9 +70,21 @@ def test_convolutions_alone_probe_keeps_every_convolution_and_nothing_else():
     from training.bench.measure import _convolutions_alone
     from zoo import registry
     model = registry.get("resnet20_cifar10").build()
-    probe = _convolutions_alone(model, 10)
+    probe = _convolutions_alone(model)
     convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     kept = [layer for layer in probe.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [layer.kernel.shape for layer in kept] == [layer.kernel.shape for layer in convolutions]
     assert [layer.strides for layer in kept] == [layer.strides for layer in convolutions]
     assert len(kept) == 19 and not any(isinstance(layer, keras.layers.BatchNormalization) for layer in probe.layers)
+
+
+def test_keras_batch_norm_probe_swaps_only_the_batch_norm_layers():
+    import keras
+    from training.bench.measure import _keras_batch_norm
+    from zoo import registry
+    from zoo.models.common import BatchNormalization
+    model = registry.get("resnet20_cifar10").build()
+    probe = keras.models.clone_model(model, clone_function=_keras_batch_norm)
+    assert not any(isinstance(layer, BatchNormalization) for layer in probe.layers)
+    assert sum(type(layer) is keras.layers.BatchNormalization for layer in probe.layers) == 19
+    assert probe.count_params() == model.count_params()

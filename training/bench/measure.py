@@ -6,7 +6,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import keras
 import numpy as np
@@ -20,8 +19,7 @@ from training.tasks import compile_image_model
 from zoo import registry
 from zoo.data import ptb
 from zoo.data.images import image_pipeline
-from zoo.models import resnet
-from zoo.models.common import image_input, scale_pixels
+from zoo.models.common import BatchNormalization, image_input, scale_pixels
 
 
 def timed(function, repeats: int) -> list[float]:
@@ -238,23 +236,30 @@ def training_limits(spec, steps: int, rounds: int) -> dict:
     """What holds a convolutional model below the goal: the fraction it trains at with Keras' own
     (unfused) batch norm, and the fraction its convolutions reach alone (the same Conv2D layers in
     a chain: no batch norm, ReLU or shortcuts), the ceiling the convolution kernels allow here."""
-    with mock.patch.object(resnet, "BatchNormalization", keras.layers.BatchNormalization):
-        unfused = spec.build()
-    convolutions = _convolutions_alone(spec.build(), len(spec.label_names))
+    unfused = keras.models.clone_model(spec.build(), clone_function=_keras_batch_norm)
+    convolutions = _convolutions_alone(spec.build())
     return {"keras_batch_norm_fraction_of_matmul_rate":
             training_throughput(spec, steps, rounds, model=unfused)["fraction_of_matmul_rate"],
             "convolutions_alone_fraction_of_matmul_rate":
             training_throughput(spec, steps, rounds, model=convolutions)["fraction_of_matmul_rate"]}
 
 
-def _convolutions_alone(model: keras.Model, num_classes: int) -> keras.Model:
+def _keras_batch_norm(layer):
+    """clone_model's layer map: zoo's fused batch norm -> Keras' own; every other layer shared."""
+    if isinstance(layer, BatchNormalization):
+        return keras.layers.BatchNormalization.from_config(layer.get_config())
+    return layer
+
+
+def _convolutions_alone(model: keras.Model) -> keras.Model:
     image = image_input(model.input_shape[1:])
     x = scale_pixels(image)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             x = keras.layers.Conv2D.from_config(layer.get_config())(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(image, keras.layers.Dense(num_classes)(x), name=f"{model.name}_convolutions")
+    scores = keras.layers.Dense(model.output_shape[-1])(x)
+    return keras.Model(image, scores, name=f"{model.name}_convolutions")
 
 
 def run(quick: bool) -> dict:
