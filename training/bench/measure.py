@@ -31,9 +31,13 @@ def timed(function, repeats: int) -> list[float]:
     return times
 
 
-def matmul_rate(size: int = 2048, seconds: float = 3.0) -> float:
-    """The machine's dense float32 matmul rate (FLOP/s), measured now. 2048: here 1024 ran ~15%
-    below the 2048 and 4096 rates (187 vs 216 and 223 GFLOP/s), which would inflate every fraction."""
+# 2048: here 1024 ran ~15% below the 2048 and 4096 rates (187 vs 216 and 223 GFLOP/s), which
+# would inflate every fraction of the matmul rate.
+MATMUL_SIZE = 2048
+
+
+def matmul_rate(size: int = MATMUL_SIZE, seconds: float = 3.0) -> float:
+    """The machine's dense float32 matmul rate (FLOP/s), measured now."""
     a = tf.random.normal([size, size])
     b = tf.random.normal([size, size])
     step = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
@@ -265,7 +269,8 @@ def _convolutions_alone(model: keras.Model) -> keras.Model:
 def run(quick: bool) -> dict:
     steps, repeats = (3, 20) if quick else (20, 200)
     results = {"hardware": loop.hardware_summary(), "versions": loop.library_versions(),
-               "created": loop.utc_now(), "quick": quick, "matmul_flops_per_second": matmul_rate()}
+               "created": loop.utc_now(), "quick": quick, "matmul_size": MATMUL_SIZE,
+               "matmul_flops_per_second": matmul_rate()}
     image_models = [n for n in registry.list_models() if registry.get(n).task == "image"]
     results["training"] = {}
     for name in registry.list_models():

@@ -13,9 +13,9 @@ def _training(results: dict) -> list[str]:
     how = (f" Each fraction is the median of {rounds} rounds that alternate a matmul measurement with the "
            "model's train steps (range in brackets), so a load change on the machine moves both sides of a "
            "round together." if rounds > 1 else "")
-    drawn = " The pipeline alone is drawn inside a tf.function, as Keras' fit draws it."
     lines = ["## Training throughput and input pipeline\n",
-             f"Examples are images, or tokens for the language models.{how}{drawn}\n",
+             f"Examples are images, or tokens for the language models.{how} The pipeline alone is drawn "
+             "inside a tf.function, as Keras' fit draws it.\n",
              "| model | batch | train examples/s | training MFLOP/example | fraction of matmul rate | "
              "goal >= 60% (ResNet-20) | pipeline examples/s | pipeline / training | goal >= 5x |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -102,8 +102,9 @@ def _time_to_accuracy(results: dict) -> list[str]:
 
 def _body(results: dict) -> str:
     rate = results["matmul_flops_per_second"] / 1e9
+    size = f" ({results['matmul_size']} x {results['matmul_size']})" if "matmul_size" in results else ""
     intro = (f"Measured by `make bench` on {results['hardware']['summary']} ({results['created']}). "
-             f"Dense float32 matmul rate (2048 x 2048) measured in the same run: {rate:.1f} GFLOP/s. "
+             f"Dense float32 matmul rate{size} measured in the same run: {rate:.1f} GFLOP/s. "
              "Figures are ratios within this run; absolute times drift on a shared machine.\n")
     sections = _training(results) + _inference(results) + _generation(results) + _time_to_accuracy(results)
     return "\n".join([intro, *sections])
