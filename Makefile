@@ -1,6 +1,6 @@
 # zoo: `make test`, `make demo`, `make list`, `make train-<name>`, `make evaluate-<name>`,
-# `make experiments`, `make experiment-<name>`.
-# Every target bootstraps .venv from requirements.lock on first use.
+# `make experiments`, `make experiment-<name>`, `make lint`.
+# Every target bootstraps .venv from requirements.lock (generated from pyproject.toml) on first use.
 PYTHON_BIN ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,9 +14,9 @@ EPOCHS ?=
 DISTRIBUTE ?= none
 TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) --distribute $(DISTRIBUTE)
 
-.PHONY: help venv test test-fast demo list verify readme-table bench experiments
+.PHONY: help venv test test-fast lint lock demo list verify readme-table bench experiments
 help:
-	@echo "make test | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
+	@echo "make test | test-fast | lint | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
 	@echo "make bench | paper-<name>   (speed tables; a paper's schedule for the same minutes)"
 	@echo "models: run 'make list'"
@@ -34,6 +34,15 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check zoo training tests
+	$(VENV)/bin/mypy
+
+# Re-resolve requirements.lock from pyproject.toml (existing pins are kept unless they must move).
+lock: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 -o requirements.lock
 
 demo: $(STAMP)
 	$(PY) -m zoo demo
@@ -54,7 +63,7 @@ evaluate-%: $(STAMP)
 	$(PY) -m zoo evaluate $*
 
 readme-table: $(STAMP)
-	$(PY) -m zoo list --update-readme
+	$(PY) -m training.readme
 
 export-onnx-%: $(STAMP)
 	$(PY) -m zoo convert onnx $*

@@ -8,7 +8,8 @@ def _results(fraction: float, pipeline_ratio: float, speedup: float, ratio: floa
         "matmul_flops_per_second": 1e11, "hardware": {"summary": "test machine"}, "created": "now",
         "training": {"resnet20_cifar10": {"batch_size": 128, "examples_per_second": 100.0,
                                           "training_flops_per_example": 1e8, "fraction_of_matmul_rate": fraction,
-                                          "fraction_of_matmul_rate_range": [fraction - 0.1, fraction + 0.05], "rounds": 3,
+                                          "fraction_of_matmul_rate_range": [fraction - 0.1, fraction + 0.05],
+                                          "rounds": 3,
                                           "xla_fraction_of_matmul_rate": 0.25,
                                           "keras_batch_norm_fraction_of_matmul_rate": 0.4,
                                           "convolutions_alone_fraction_of_matmul_rate": 0.8,
@@ -40,8 +41,9 @@ def test_goals_met_and_missed_are_judged_from_the_figures():
 
 def test_readme_quotes_the_committed_bench_tables():
     import json
+
+    from training import REPO_ROOT
     from training.bench.render import tables
-    from zoo.registry import REPO_ROOT
     results = json.loads((REPO_ROOT / "reports" / "bench.json").read_text())
     readme = (REPO_ROOT / "README.md").read_text()
     quoted = readme.split("<!-- bench:start -->\n", 1)[1].split("\n<!-- bench:end -->", 1)[0]
@@ -67,6 +69,7 @@ def test_training_fraction_is_the_median_of_alternating_rounds():
 
 def test_convolutions_alone_probe_keeps_every_convolution_and_nothing_else():
     import keras
+
     from training.bench.measure import _convolutions_alone
     from zoo import registry
     model = registry.get("resnet20_cifar10").build()
@@ -80,6 +83,7 @@ def test_convolutions_alone_probe_keeps_every_convolution_and_nothing_else():
 
 def test_keras_batch_norm_probe_swaps_only_the_batch_norm_layers():
     import keras
+
     from training.bench.measure import _keras_batch_norm
     from zoo import registry
     from zoo.models.common import BatchNormalization

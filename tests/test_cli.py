@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -5,15 +7,29 @@ from pathlib import Path
 
 import pytest
 
-from zoo import registry
+from zoo import artifact, cli, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args):
+    """`python -m zoo ARGS` in this process (zoo.cli.main): returncode, stdout, stderr. An
+    exception escaping main() would be a traceback for the user, and fails the test here."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(list(args))
+    return subprocess.CompletedProcess(["python", "-m", "zoo", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.mark.slow
+def test_python_dash_m_zoo_runs_as_a_program(tmp_path):
+    """The real entry point, in a subprocess: exit codes and messages as in-process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    for args, code in ((["list"], 0), (["predict", "no_such_model", "x.png"], 2), (["info", str(tmp_path)], 2)):
+        result = subprocess.run([sys.executable, "-m", "zoo", *args], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == code, result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_list_shows_every_model_and_metric_or_not_trained():
@@ -22,7 +38,7 @@ def test_list_shows_every_model_and_metric_or_not_trained():
     for name in registry.list_models():
         line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
         spec = registry.get(name)
-        metrics = spec.reported_metrics()
+        metrics = (artifact.committed_card(spec.name) or {}).get("metrics")
         if metrics is None:
             assert "not trained" in line
         else:
@@ -32,6 +48,7 @@ def test_list_shows_every_model_and_metric_or_not_trained():
 
 def test_predict_on_a_png(fresh_cnn_artifact, tmp_path):
     from PIL import Image
+
     from zoo.demo import draw_digits
     _, folder = fresh_cnn_artifact
     path = tmp_path / "seven.png"
@@ -57,9 +74,10 @@ def test_bad_requests_exit_with_a_message_not_a_trace(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not registry.get("cnn_mnist").export_dir.is_dir(), reason="cnn_mnist not trained")
+@pytest.mark.skipif(not artifact.is_trained("cnn_mnist"), reason="cnn_mnist not trained")
 def test_info_and_predict_with_committed_model(tmp_path):
     from PIL import Image
+
     from zoo.demo import draw_digits
     result = run_cli("info", "cnn_mnist")
     assert result.returncode == 0 and '"test_accuracy"' in result.stdout
@@ -78,6 +96,6 @@ def test_verify_passes_on_committed_artifacts():
 
 
 def test_readme_model_table_is_current():
-    from zoo.cli import readme_with_table
+    from training.readme import readme_with_table
     readme = (ROOT / "README.md").read_text()
     assert readme_with_table(readme) == readme, "run `python -m zoo list --update-readme`"

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from zoo import data, registry
 from zoo.data.common import raw_data_dir
-from zoo import registry
-from zoo.data.images import image_pipeline, load_images, dataset_checksums
+from zoo.data.images import IMAGE_DATASETS, image_pipeline, load_images
 
 
 def test_raw_data_dir_precedence(tmp_path, monkeypatch):
@@ -24,7 +24,7 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
 
 
 def test_checksums_are_the_official_ones():
-    checksums = dataset_checksums("mnist")
+    checksums = data.files_sha256("mnist")
     assert checksums["t10k-labels-idx1-ubyte.gz"] == \
         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
 
@@ -98,9 +98,27 @@ def test_unknown_augmentation_rejected():
         image_pipeline(dataset, 2, training=True, augment="mixup")
 
 
-@pytest.mark.parametrize("name", sorted({registry.get(n).dataset for n in registry.list_models()} - {"ptb"}))
-def test_registry_label_names_are_the_datasets_own(name):
+@pytest.mark.parametrize("name", sorted(IMAGE_DATASETS))
+def test_label_names_come_from_the_dataset_metadata_without_prepared_data(name, tmp_path):
+    """Without data or a download: the builder's own metadata names the classes, and every
+    registered model of the dataset uses those names."""
     from zoo.data.images import label_names
+    names = label_names(name)
+    assert len(names) == 10 and len(set(names)) == 10
+    assert names == IMAGE_DATASETS[name].label_names
+    assert not any((tmp_path / name).iterdir()) if (tmp_path / name).exists() else True
     for model_name in registry.list_models():
         if registry.get(model_name).dataset == name:
-            assert registry.get(model_name).label_names == label_names(name)
+            assert registry.get(model_name).label_names == names
+    if name == "cifar10":
+        assert names[0] == "airplane" and names[-1] == "truck"  # not tfds's fallback '0'..'9'
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_cifar10_prepared_from_raw_files_keeps_the_official_label_names(data_dir):
+    """Preparing from the official batches checks batches.meta.txt against the declared names."""
+    from zoo.data.common import prepare_builder
+    from zoo.data.images import image_dataset
+    builder = prepare_builder(image_dataset("cifar10").builder(), "cifar10", data_dir)
+    assert tuple(builder.info.features["label"].names) == IMAGE_DATASETS["cifar10"].label_names

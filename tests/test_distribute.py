@@ -24,7 +24,8 @@ x = rng.normal(size=(256, 8)).astype("float32"); y = (x[:, 0] + x[:, 1] > 0).ast
 strategy = tf.distribute.MirroredStrategy() if replicas > 1 else tf.distribute.get_strategy()
 with strategy.scope():
     model = build_mlp(MLPConfig(input_shape=(8,), num_classes=2, hidden_units=16, dropout=0.0, pixel_input=False))
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
 history = model.fit(dataset, epochs=3, verbose=0)
 print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],

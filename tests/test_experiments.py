@@ -5,10 +5,21 @@ import json
 import numpy as np
 import pytest
 
-from training.experiments import EXPERIMENTS, common
-from training.experiments import (activations, bias_variance, dropout, hyperplane, lstm_memory,
-                                  mistake_bound, online_vs_batch, receptive_field, residual,
-                                  universal_approximation, vanishing_gradient)
+from training.experiments import (
+    EXPERIMENTS,
+    activations,
+    bias_variance,
+    common,
+    dropout,
+    hyperplane,
+    lstm_memory,
+    mistake_bound,
+    online_vs_batch,
+    receptive_field,
+    residual,
+    universal_approximation,
+    vanishing_gradient,
+)
 from zoo.models.cnn import CNNConfig, build_cnn_mnist
 from zoo.models.resnet import ResNetConfig, build_resnet
 

@@ -6,12 +6,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import zoo
+from tests.conftest import IMAGE_MODELS, export_fresh, random_images, registry_params
 from zoo import registry
-from zoo.manifest import ArtifactError, verify_manifest
-from tests.conftest import IMAGE_MODELS, export_fresh, random_images
+from zoo.artifact import ArtifactError, verify_manifest
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", registry_params(IMAGE_MODELS))
 def test_export_reload_parity_and_named_signature(name, tmp_path):
     model = export_fresh(name, tmp_path / name)
     spec = registry.get(name)
@@ -36,7 +36,7 @@ def test_export_reload_parity_and_named_signature(name, tmp_path):
     verify_manifest(tmp_path / name)
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", registry_params(IMAGE_MODELS))
 def test_one_epoch_training_on_mock_data_exports(name, tmp_path):
     from training import tasks
     with tfds.testing.mock_data(num_examples=64):
@@ -84,6 +84,7 @@ def test_not_an_artifact_is_a_clear_error(tmp_path):
 
 def test_failed_export_leaves_previous_artifact(fresh_cnn_artifact, tmp_path, monkeypatch):
     import shutil
+
     from zoo import export as export_module
     model, original = fresh_cnn_artifact
     destination = tmp_path / "cnn_mnist"

@@ -87,6 +87,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path):
 
 def test_disk_full_during_export_is_clear_and_leaves_nothing(tmp_path, monkeypatch):
     import keras
+
     from zoo.export import ExportError
 
     def no_space(self, *args, **kwargs):
@@ -99,6 +100,7 @@ def test_disk_full_during_export_is_clear_and_leaves_nothing(tmp_path, monkeypat
 
 def test_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
     import tensorflow_datasets as tfds
+
     from training import tasks
     from training.loop import CheckpointError
     blocker = tmp_path / "file"

@@ -16,6 +16,7 @@ from zoo import registry
 from zoo.data import ptb
 from zoo.models import language
 from zoo.models.language import LanguageModelConfig
+from zoo.serving import language as serving
 
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat", "a", "big", "small", "red", "n", "<unk>", "and"]
 
@@ -45,14 +46,15 @@ def tiny_model(spec, seed: int = 0):
     model = spec.build()
     rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(0.0, 0.6, weight.shape).astype(np.float32) for weight in model.get_weights()])
-    return language.set_vocabulary(model, FIXTURE_VOCABULARY)
+    return serving.set_vocabulary(model, FIXTURE_VOCABULARY)
 
 
 def export_tiny(spec, model, destination):
-    from training.tasks import make_card
+    from training.cards import make_card
     from zoo.export import export
     metrics = {"test_perplexity": {"value": 0.0, "split": "test", "examples": 0}}
-    card = make_card(spec, resolve(spec), model, metrics, {}, 0.0, extra={"state_size": language.state_size(spec.config)})
+    card = make_card(spec, resolve(spec), model, metrics, {}, 0.0,
+                     extra={"state_size": language.state_size(spec.config)})
     return export(model, spec, card, destination)
 
 
@@ -63,7 +65,7 @@ def tiny_lstm(tmp_path_factory):
     spec = tiny_spec("lstm")
     model = tiny_model(spec)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(language, "CHUNK_TOKENS", 7)
+        patch.setattr(serving, "CHUNK_TOKENS", 7)
         path = export_tiny(spec, model, tmp_path_factory.mktemp("artifacts") / "lstm_ptb")
     return spec, model, path
 
@@ -117,7 +119,7 @@ def test_tokenize_lower_cases_skips_empty_lines_and_ends_lines_with_eos():
     assert ptb.tokenize(text) == ["the", "cat", "sat", "<eos>", "on", "a", "mat", "<eos>"]
     assert ptb.tokenize(text, final_eos=False) == ["the", "cat", "sat", "<eos>", "on", "a", "mat"]
     assert ptb.tokenize(" \n \n") == []
-    assert language.EOS == ptb.EOS and language.UNK == ptb.UNK
+    assert (ptb.EOS, ptb.UNK) == ("<eos>", "<unk>")
 
 
 def test_vocabulary_order_size_and_unknown_words():
@@ -173,11 +175,11 @@ def test_config_and_builder_argument_checks():
         language.build_lstm_ptb(LanguageModelConfig(embedding_init_range=0.0))
     model = tiny_spec("gru").build()
     with pytest.raises(ValueError, match="no vocabulary"):
-        language.model_vocabulary(model)
+        serving.model_vocabulary(model)
     with pytest.raises(ValueError, match="words"):
-        language.set_vocabulary(model, FIXTURE_VOCABULARY[:-1])
+        serving.set_vocabulary(model, FIXTURE_VOCABULARY[:-1])
     with pytest.raises(ValueError, match="lacks"):
-        language.set_vocabulary(model, [f"w{i}" for i in range(len(FIXTURE_VOCABULARY))])
+        serving.set_vocabulary(model, [f"w{i}" for i in range(len(FIXTURE_VOCABULARY))])
 
 
 def test_embeddings_start_in_the_configured_range():
@@ -281,7 +283,8 @@ def test_other_cells_export_and_agree(cell, tie, layers, tmp_path):
     stepped = step_through(signatures, tokens, language.state_size(spec.config))
     np.testing.assert_allclose(stepped, np.asarray(model(np.array([tokens], np.int32)))[0], atol=1e-4)
     expected = log_softmax(stepped[:-1])[np.arange(len(tokens) - 1), tokens[1:]].sum()
-    assert float(signatures["score"](text=tf.constant([text]))["log_probability"][0]) == pytest.approx(expected, rel=1e-4)
+    log_probability = float(signatures["score"](text=tf.constant([text]))["log_probability"][0])
+    assert log_probability == pytest.approx(expected, rel=1e-4)
 
 
 # ---- LanguageModel ------------------------------------------------------------------------
@@ -302,7 +305,7 @@ def test_nul_reads_as_a_space_and_lone_surrogates_are_refused(tiny_lstm):
     # tf.strings.lower ends a string at its first NUL; the graph maps NUL to a space first.
     lm = zoo.load(tiny_lstm[2])
     assert lm.log_probability("the\x00cat sat") == pytest.approx(lm.log_probability("the cat sat"))
-    assert ptb.tokenize("the\x00cat") == ["the", "cat", language.EOS]
+    assert ptb.tokenize("the\x00cat") == ["the", "cat", ptb.EOS]
     with pytest.raises(ValueError, match="no words"):
         lm.next_words("\x00 \x00")
     with pytest.raises(ValueError, match="lone surrogate"):
@@ -342,12 +345,11 @@ def test_bad_inputs_are_rejected(tiny_lstm, call, error):
 
 def test_cli_predict_and_demo_on_a_language_artifact(tiny_lstm, capsys):
     from tests.test_cli import run_cli
-    from zoo.demo import _demo_language_model
     _, _, path = tiny_lstm
     result = run_cli("predict", str(path), "the cat sat", "--top", "3")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("'the cat sat' -> ") and result.stdout.count(",") == 2
-    _demo_language_model(zoo.load(path))
+    print("\n".join(zoo.load(path).demo()))
     assert "'the stock market': next" in capsys.readouterr().out
 
 
@@ -378,7 +380,8 @@ def test_training_on_fixture_text_exports_a_working_artifact(tmp_path):
     assert card["state_size"] == 8 and card["parameter_count"] == spec.parameter_count
     assert not (tmp_path / "work").exists(), "checkpoints are removed once the artifact lands"
     lm = zoo.load(path)
-    assert lm.perplexity("\n".join(FIXTURE["test"])) == pytest.approx(card["metrics"]["test_perplexity"]["value"], rel=1e-5)
+    reported = card["metrics"]["test_perplexity"]["value"]
+    assert lm.perplexity("\n".join(FIXTURE["test"])) == pytest.approx(reported, rel=1e-5)
     history = card["training"]["history"]
     assert history["perplexity"][-1] < history["perplexity"][0], "training lowers the loss"
 

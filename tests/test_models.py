@@ -1,13 +1,13 @@
 """Family-level checks: the perceptron rule, the mistake bound, dropout, hyperplane distance,
 ResNet depths."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 import zoo
-from zoo.models import common, linear, mlp, perceptron, resnet
 from tests.conftest import export_fresh, random_images
+from zoo.models import common, linear, mlp, perceptron, resnet
 
 X = np.array([[1.0, 2.0], [-1.0, -1.0], [2.0, 0.5]], np.float32)
 Y = np.array([1, 0, 1])
@@ -116,9 +116,9 @@ def test_hyperplane_distance_output_matches_weights(name, tmp_path):
     if name == "perceptron_mnist":  # zero-initialised: give it a hyperplane first
         model.get_layer("scores").set_weights([np.random.default_rng(0).normal(size=(784, 10)),
                                               np.arange(10, dtype=np.float32)])
-    from zoo.export import export
-    from training.tasks import make_card
+    from training.cards import make_card
     from training.recipes import resolve
+    from zoo.export import export
     spec = zoo.get_spec(name)
     card = make_card(spec, resolve(spec), model, {"test_accuracy": {"value": 0, "split": "test",
                      "examples": 0}}, {}, 0.0)

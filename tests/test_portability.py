@@ -10,6 +10,9 @@ import pytest
 
 import zoo
 from tests.conftest import TRAINED_MODELS
+from zoo import artifact
+
+pytestmark = pytest.mark.slow  # a TensorFlow subprocess per artifact
 
 PLAIN_TF_SCRIPT = r"""
 import sys, json
@@ -32,7 +35,7 @@ assert "zoo" not in sys.modules
 
 
 def artifact_paths(fresh_cnn_artifact):
-    return [fresh_cnn_artifact[1]] + [zoo.get_spec(name).export_dir for name in TRAINED_MODELS]
+    return [fresh_cnn_artifact[1]] + [artifact.committed_dir(name) for name in TRAINED_MODELS]
 
 
 def run_plain_tf(path: Path, output: Path):

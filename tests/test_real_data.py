@@ -2,8 +2,8 @@
 import pytest
 
 import zoo
-from zoo import registry
 from tests.conftest import TRAINED_MODELS
+from zoo import registry
 
 # Committed artifacts that are honestly below their bar (their card and the README say so).
 BELOW_BAR: set[str] = set()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import registry
 from tests.conftest import random_images
+from zoo import artifact, registry
 
 
 @pytest.mark.parametrize("name", registry.list_models())
@@ -48,7 +48,7 @@ def test_unknown_name_is_a_clear_error():
 def test_get_model_pretrained_matches_fresh_architecture(name):
     fresh = zoo.get_model(name, pretrained=False)
     spec = registry.get(name)
-    if not spec.export_dir.is_dir():
+    if not artifact.is_trained(spec.name):
         with pytest.raises(ValueError, match="no trained weights"):
             zoo.get_model(name, pretrained=True)
         return
@@ -56,7 +56,7 @@ def test_get_model_pretrained_matches_fresh_architecture(name):
     assert [w.shape for w in trained.weights] == [w.shape for w in fresh.weights]
     assert any(not np.allclose(a, b) for a, b in zip(trained.get_weights(), fresh.get_weights()))
     if spec.task == "language":
-        from zoo.models.language import model_vocabulary
+        from zoo.serving.language import model_vocabulary
         assert len(model_vocabulary(trained)) == spec.config.vocab_size
 
 
@@ -80,13 +80,13 @@ RETRAINING: dict[str, str] = {}
 
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(reason=RETRAINING[n], strict=True)) if n in RETRAINING else n
-    for n in registry.list_models() if registry.get(n).card()])
+    for n in registry.list_models() if artifact.committed_card(n)])
 def test_committed_card_was_made_by_the_registry_recipe_and_config(name):
     """`make train-<name>` reproduces the committed artifact only if the registry still holds the
     recipe and architecture the card records."""
     from training.recipes import resolve
     spec = registry.get(name)
-    card = spec.card()
+    card = artifact.committed_card(spec.name)
     assert _settings_differences(card["recipe"], resolve(spec)) == {}
     assert _settings_differences(card["model_config"], spec.config) == {}
 

@@ -100,7 +100,8 @@ def test_an_interrupted_run_resumes_only_with_the_same_recipe(tmp_path):
     model, dataset = tiny_regression()
     model.compile(optimizer="sgd", loss="mse")
     loop.fit(model, Recipe(epochs=1), dataset, dataset, tmp_path, verbose=0)
-    loop.fit(model, Recipe(epochs=1, time_limit_minutes=5.0), dataset, dataset, tmp_path, verbose=0)  # a budget may change
+    # a budget may change
+    loop.fit(model, Recipe(epochs=1, time_limit_minutes=5.0), dataset, dataset, tmp_path, verbose=0)
     with pytest.raises(ValueError, match=r"another recipe \(epochs: 1 -> 2\)"):
         loop.fit(model, Recipe(epochs=2), dataset, dataset, tmp_path, verbose=0)
 
@@ -128,7 +129,8 @@ def test_command_line_overrides_name_the_setting_they_could_not_read():
 
 def test_the_perceptron_refuses_distributed_training():
     import tensorflow as tf
-    from training.tasks import train_image_model
+
+    from training.image_task import train_image_model
     spec = registry.get("perceptron_mnist")
     with pytest.raises(ValueError, match="perceptron rule on one device"):
         train_image_model(spec, resolve(spec), None, None, tf.distribute.OneDeviceStrategy("/cpu:0"), 0)

@@ -65,7 +65,7 @@ def custom_fit(model: keras.Model, loss: keras.losses.Loss, train_data: tf.data.
         per_replica = strategy.run(replica_step, args=next(iterator))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    history = {"epoch": [], "loss": []}
+    history: dict[str, list[float]] = {"epoch": [], "loss": []}
     for epoch in range(epochs):
         iterator = iter(distributed)
         total = 0.0

@@ -18,12 +18,14 @@ from typing import Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from training import loop
+from training import cards, loop
 from training.recipes import Recipe
+from zoo import metrics
 from zoo.data import ptb
 from zoo.export import export
 from zoo.models import language
-from zoo.text import perplexity_metric
+from zoo.registry import ModelSpec
+from zoo.serving import language as serving
 
 # Card metric key -> split, in the card's order (the test metric first).
 EVALUATED_SPLITS = {"test_perplexity": "test", "validation_perplexity": "validation"}
@@ -47,25 +49,31 @@ class CarriedState(keras.callbacks.Callback):
                 logs[loss_key.replace("loss", "perplexity")] = math.exp(min(float(logs[loss_key]), 50.0))
 
 
-def train_language_model(spec, recipe: Recipe, data_dir, destination: Path | None, work_dir: Path,
-                         strategy: tf.distribute.Strategy | None, verbose) -> Path:
+def train(spec: ModelSpec, recipe: Recipe, data_dir, destination: Path | None, work_dir: Path,
+          strategy: tf.distribute.Strategy | None, verbose) -> Path:
     """Train the registered language model `spec` on PTB and export it; returns the artifact folder."""
     lines = {split: ptb.load_lines(split, data_dir) for split in ptb.SPLITS}
     return train_on_lines(spec, recipe, lines, destination, work_dir, strategy, verbose)
+
+
+def fit_and_measure(spec: ModelSpec, recipe: Recipe, data_dir, work_dir: Path, verbose) -> dict:
+    """Train without exporting; the final weights' validation perplexity (the test split is
+    left alone: paper-schedule runs compare on validation)."""
+    lines = {split: ptb.load_lines(split, data_dir) for split in ("train", "validation")}
+    model, _ = fit_language_model(spec, recipe, lines, ptb.build_vocabulary(lines["train"]), work_dir, None, verbose)
+    return perplexities(model, {"validation": lines["validation"]}, work_dir)
 
 
 def train_on_lines(spec, recipe: Recipe, lines: Mapping[str, Sequence[str]], destination: Path | None,
                    work_dir: Path, strategy: tf.distribute.Strategy | None = None, verbose="auto") -> Path:
     """The whole run on given split -> lines (train, validation, test): vocabulary from the
     training lines, fit, perplexities through `score`, card, export, checkpoints removed."""
-    from training.tasks import make_card  # tasks imports this module lazily
-
     started = time.perf_counter()
     vocabulary = ptb.build_vocabulary(lines["train"])
     model, history = fit_language_model(spec, recipe, lines, vocabulary, work_dir, strategy, verbose)
-    metrics = perplexities(model, {split: lines[split] for split in EVALUATED_SPLITS.values()}, work_dir)
-    card = make_card(spec, recipe, model, metrics, history, time.perf_counter() - started,
-                     extra=card_extra(spec, vocabulary))
+    measured = perplexities(model, {split: lines[split] for split in EVALUATED_SPLITS.values()}, work_dir)
+    card = cards.make_card(spec, recipe, model, measured, history, time.perf_counter() - started,
+                           extra=card_extra(spec, vocabulary))
     path = export(model, spec, card, destination)
     loop.clear_checkpoints(work_dir)
     return path
@@ -90,7 +98,7 @@ def fit_language_model(spec, recipe: Recipe, lines, vocabulary: list[str], work_
                        verbose=verbose, callbacks=(CarriedState(),))
     model = spec.build()
     model.set_weights(twin.get_weights())  # the same layers in the same order; states are not weights
-    return language.set_vocabulary(model, vocabulary), history
+    return serving.set_vocabulary(model, vocabulary), history
 
 
 def compiled_twin(spec, recipe: Recipe, steps_per_epoch: int) -> keras.Model:
@@ -103,16 +111,16 @@ def compiled_twin(spec, recipe: Recipe, steps_per_epoch: int) -> keras.Model:
 
 def perplexities(model: keras.Model, texts: Mapping[str, Sequence[str]], work_dir: Path) -> dict:
     """Card metrics: each split's lines scored as one string by the artifact's `score` function."""
-    vocabulary_file = language.write_vocabulary(language.model_vocabulary(model), Path(work_dir) / "vocab.txt")
-    score = language.LanguageServing(model, vocabulary_file).functions()["score"]
-    return {key: perplexity_metric(score, ptb.as_text(texts[split]), split)
+    vocabulary_file = serving.write_vocabulary(serving.model_vocabulary(model), Path(work_dir) / "vocab.txt")
+    score = serving.LanguageServing(model, vocabulary_file).functions()["score"]
+    return {key: metrics.perplexity(score, ptb.as_text(texts[split]), split)
             for key, split in EVALUATED_SPLITS.items() if split in texts}
 
 
 def card_extra(spec, vocabulary: list[str]) -> dict:
     return {
         "state_size": language.state_size(spec.config),
-        "vocabulary": {"file": f"assets/{language.VOCABULARY_ASSET}", "size": len(vocabulary),
+        "vocabulary": {"file": f"assets/{serving.VOCABULARY_ASSET}", "size": len(vocabulary),
                        "order": "training-split frequency, most frequent first; ties by code point",
                        "unknown_word": ptb.UNK, "end_of_line": ptb.EOS},
     }

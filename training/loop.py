@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime
 import json
 import math
-import os
-import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy
-import tensorflow as tf
 
 from training.recipes import Recipe
 
@@ -89,7 +84,8 @@ class EpochClock(keras.callbacks.Callback):
         if logs is not None:
             logs["elapsed_seconds"] = self.offset + time.perf_counter() - self.start
             optimizer = self.model.optimizer
-            if optimizer is not None and int(keras.ops.convert_to_numpy(optimizer.iterations)) > 0:  # the perceptron has none in use
+            # The perceptron has an optimizer it never steps.
+            if optimizer is not None and int(keras.ops.convert_to_numpy(optimizer.iterations)) > 0:
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
@@ -135,7 +131,7 @@ def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_di
         raise CheckpointError(f"could not create the checkpoint folder {work_dir}: {error}") from error
     check_resumable(recipe, work_dir)
     log_path = work_dir / "log.csv"
-    callbacks = [
+    every_callback = [
         keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
         EpochClock(log_path),
@@ -147,7 +143,7 @@ def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_di
         # shuffle=False: the datasets come in their own order (Keras ignores the flag for them
         # anyway, with a warning).
         model.fit(train_data, validation_data=validation_data, epochs=recipe.epochs, shuffle=False,
-                  steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+                  steps_per_epoch=steps_per_epoch, callbacks=every_callback, verbose=verbose)
     except OSError as error:  # checkpoint or log writes: disk full, permissions
         raise CheckpointError(f"could not write checkpoints or logs in {work_dir}: {error}; "
                               "rerun the same command to resume from the last completed epoch") from error
@@ -193,24 +189,6 @@ class CheckpointError(RuntimeError):
 
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became NaN or infinite."""
-
-
-def hardware_summary() -> dict:
-    return {"summary": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU"
-            if not tf.config.list_physical_devices("GPU") else "GPU",
-            "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "platform": platform.platform()}
-
-
-def library_versions() -> dict:
-    import tensorflow_datasets as tfds
-    return {"python": sys.version.split()[0], "tensorflow": tf.__version__,
-            "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,
-            "numpy": numpy.__version__}
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def clear_checkpoints(work_dir: Path) -> None:

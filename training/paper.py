@@ -15,11 +15,11 @@ from pathlib import Path
 
 import keras
 
-from training import loop
+from training import REPO_ROOT, cards, loop, tasks
 from training.recipes import resolve
-from zoo import registry
+from zoo import artifact, registry
 
-REPORT_DIR = registry.REPO_ROOT / "reports" / "time_to_accuracy"
+REPORT_DIR = REPO_ROOT / "reports" / "time_to_accuracy"
 
 # Recipe overrides that reproduce each paper's schedule on the registered architecture.
 PAPER_SCHEDULES = {
@@ -40,7 +40,7 @@ PAPER_SCHEDULES = {
 
 
 def committed_minutes(name: str) -> float:
-    card = registry.get(name).card()
+    card = artifact.committed_card(name)
     if card is None:
         raise ValueError(f"{name} has no committed artifact: pass --minutes")
     return card["training"]["wall_time_seconds"] / 60
@@ -56,20 +56,12 @@ def run(name: str, minutes: float | None = None, data_dir=None, report_dir: Path
     recipe = resolve(spec, {**PAPER_SCHEDULES[name], "time_limit_minutes": minutes})
     keras.utils.set_random_seed(recipe.seed)
     work_dir = Path(work_dir or loop.CHECKPOINT_ROOT / f"{name}_paper_schedule")
-    if spec.task == "image":
-        from training.tasks import train_image_model
-        _, metrics, _ = train_image_model(spec, recipe, data_dir, work_dir, None, verbose)
-    else:
-        from training.language_task import fit_language_model
-        from zoo.data import ptb
-        lines = {split: ptb.load_lines(split, data_dir) for split in ("train", "validation")}
-        fit_language_model(spec, recipe, lines, ptb.build_vocabulary(lines["train"]), work_dir, None, verbose)
-        metrics = {}
+    metrics = tasks.FIT_AND_MEASURE[spec.task](spec, recipe, data_dir, work_dir, verbose)
     report_dir.mkdir(parents=True, exist_ok=True)
     log_path = report_dir / f"{name}_paper_schedule.csv"
     shutil.copyfile(work_dir / "log.csv", log_path)
     summary = {"name": name, "minutes_budget": minutes, "recipe": PAPER_SCHEDULES[name],
-               "final_metrics": metrics, "hardware": loop.hardware_summary(), "created": loop.utc_now(),
+               "final_metrics": metrics, "hardware": cards.hardware_summary(), "created": cards.utc_now(),
                "command": f"make paper-{name}"}
     log_path.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=list) + "\n")
     loop.clear_checkpoints(work_dir)

@@ -80,7 +80,7 @@ def parse_override(text: str) -> tuple[str, Any]:
             return key, tuple(int(part) for part in raw.split(",") if part)
         if default is None or isinstance(default, float):
             return key, None if raw.lower() == "none" else float(raw)
-        return key, type(default)(raw)
+        return key, int(raw) if isinstance(default, int) else str(raw)
     except ValueError:
         raise ValueError(f"--set {key} takes {_KINDS.get(type(default), 'a number')}"
                          f"{' (comma-separated ints)' if isinstance(default, tuple) else ''}, got {raw!r}") from None

@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from training.loop import utc_now
-from zoo import registry
+from training.cards import utc_now
+from zoo import artifact, registry, tasks
 from zoo.export import export, signature_doc
-from zoo.manifest import verify_manifest
 
 
 def reexport(name: str, from_saved_model: bool = False, folder: str | Path | None = None) -> Path:
     """Rewrite the artifact in `folder` (default: the committed exported_models/NAME/) in place."""
     spec = registry.get(name)
-    folder = Path(folder or spec.export_dir)
-    verify_manifest(folder)
-    card = json.loads((folder / "model_card.json").read_text())
+    folder = Path(folder or artifact.committed_dir(spec.name))
+    artifact.verify_manifest(folder)
+    card = artifact.read_card(folder)
     model = spec.build()
     if from_saved_model:
         restore_from_saved_model(model, folder)
     else:
         model.load_weights(folder / "model.weights.h5")
-    if spec.task == "language":
-        from zoo.models.language import artifact_vocabulary, set_vocabulary
-        set_vocabulary(model, artifact_vocabulary(folder))
+    tasks.get(spec.task).attach_assets(model, folder)
     card["signatures"] = signature_doc(spec, model)  # the export format may document them differently now
     card["reexported"] = utc_now()
     return export(model, spec, card, folder)

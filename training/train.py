@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from training import distribute, tasks
 from training.recipes import parse_override, resolve
-from zoo import registry
+from zoo import artifact, registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,14 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
 
-    from training import distribute, tasks
-    previous = spec.committed_value() if args.output is None else None
+    previous = artifact.committed_value(spec) if args.output is None else None
     path = tasks.train(args.model, overrides, data_dir=args.data_dir, destination=args.output,
                        strategy=distribute.make_strategy(args.distribute),
                        verbose=1 if sys.stdout.isatty() else 2)  # a progress bar only on a terminal
     print(f"exported {args.model} to {path}")
-    if previous is not None and path is not None:
-        print(replacement_note(spec, previous, spec.committed_value()))
+    new = artifact.committed_value(spec)
+    if previous is not None and path is not None and new is not None:
+        print(replacement_note(spec, previous, new))
     return 0
 
 

@@ -1,12 +1,12 @@
 """Every model of the zoo, registered once. The Makefile, tests, CLI and API read this."""
 from __future__ import annotations
 
+from zoo.data.images import IMAGE_DATASETS
 from zoo.models import cnn, language, linear, mlp, perceptron, resnet
 from zoo.registry import ModelSpec, register
 
-MNIST_LABELS = tuple(str(digit) for digit in range(10))
-CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer",
-                  "dog", "frog", "horse", "ship", "truck")
+MNIST_LABELS = IMAGE_DATASETS["mnist"].label_names
+CIFAR10_LABELS = IMAGE_DATASETS["cifar10"].label_names
 
 register(ModelSpec(
     name="linear_mnist", task="image", dataset="mnist",
@@ -64,10 +64,7 @@ register(ModelSpec(
                 "layers and a max-pool (32, 64, 128 filters), dropout, 256-unit dense layer.",
 ))
 
-# With Keras' SGD weight_decay (decoupled: ~10x weaker than the paper's L2 at momentum 0.9) this
-# recipe gave ResNet-20 0.899 after 40 epochs and 0.907 after 100, at 0.99 training accuracy: too
-# little regularisation, not too few epochs. Its decay is now the papers' L2 through the momentum
-# (training.loop.CoupledWeightDecaySGD): 60 epochs give 0.9185 (129 min on 2 cores).
+# SGD with the papers' L2 through the momentum (training.loop.CoupledWeightDecaySGD); README "Recipe notes".
 _RESNET_RECIPE = {"epochs": 60, "batch_size": 128, "optimizer": "sgd", "learning_rate": 0.1,
                   "weight_decay": 5e-4, "warmup_epochs": 1, "augment": "flip_crop",
                   "label_smoothing": 0.1}
@@ -89,14 +86,9 @@ def _register_resnet(depth: int, builder, parameter_count: int, bar: float, pape
 _register_resnet(20, resnet.build_resnet20_cifar10, 271_098, bar=0.9125, paper_accuracy="0.9125")
 _register_resnet(56, resnet.build_resnet56_cifar10, 857_082, bar=0.93, paper_accuracy="0.9303")
 
-# Word-level language models on Penn Treebank; the 10,000-way output layer dominates their cost
-# (~2-4 min per epoch on 2 CPU cores).
-# Plain SGD on the per-token mean loss, rate 20, gradient clipped to global norm 0.25 (every step
-# moves the weights by at most 5), as in PyTorch's word_language_model example; Zaremba et al.'s
-# "rate 1, clip 5" on the per-window summed loss is nearly the same step. Adam was tried first
-# (rate 2e-3, 8 epochs: test 149.5); on ordered text it seems to amplify rare words' updates, so its
-# weights chase the latest articles (final-weight validation perplexity 2134 after 200 steps while
-# the running training figure read 577).
+# Word-level language models on Penn Treebank: plain SGD on the per-token mean loss, rate 20,
+# gradient clipped to global norm 0.25 (each step moves the weights by at most 5), as PyTorch's
+# word_language_model example; Adam did worse on ordered text (README "Recipe notes").
 LANGUAGE_RECIPE = {"optimizer": "sgd", "momentum": 0.0, "learning_rate": 20.0, "weight_decay": 0.0,
                    "gradient_clip_norm": 0.25, "batch_size": 32, "sequence_length": 35}
 _CELL_NAMES = {"rnn": "SimpleRNN (tanh)", "lstm": "LSTM", "gru": "GRU"}
@@ -117,12 +109,8 @@ def _register_language_model(builder, config, *, parameter_count: int, bar: floa
     ))
 
 
-# The ungated tanh RNN is the exception: SGD at rate 20 diverges (running perplexity 5e9 within 200
-# steps), and the rates that stay stable crawl (2.5: validation 476 after one epoch, 342 after two,
-# where the LSTM had 243 and 164). Adam doesn't show the LSTM's problem here: after 400 steps its
-# final weights score 318 on 60 validation batches, as the running training figure reads (312),
-# against 728 for SGD at rate 5. With dropout 0.25 it overfits: validation 202, 173, 155, 150, 147,
-# then 151 at epoch 6 while the training figure fell to 100; hence dropout 0.5.
+# The ungated tanh RNN diverges with SGD at rate 20 and crawls at stable rates: Adam, dropout 0.5
+# (README "Recipe notes").
 _RNN_RECIPE = {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.0}
 _register_language_model(language.build_rnn_ptb, language.RNN_PTB_CONFIG, parameter_count=3_190_300,
                          bar=140.0, epochs=15, recipe_overrides=_RNN_RECIPE,

@@ -5,64 +5,26 @@ import argparse
 import json
 import sys
 
-from zoo import registry
-from zoo.manifest import ArtifactError
+from zoo import api, artifact, convert, demo, registry
 
 EVALUATE_TOLERANCE = {"accuracy": 0.001, "perplexity": 0.005}  # absolute / relative
 
 
-def _metric_text(spec, metrics: dict | None) -> str:
+def metric_text(spec: registry.ModelSpec, metrics: dict | None) -> str:
+    """The test metric as the CLI and README show it: accuracy to 4 places, perplexity to 1."""
     if metrics is None:
         return "not trained"
-    key = f"test_{spec.metric}"
-    return f"{metrics[key]['value']:.4f}" if spec.metric == "accuracy" else f"{metrics[key]['value']:.1f}"
-
-
-def markdown_table() -> str:
-    """The README's model table, from the registry and the committed cards."""
-    lines = ["| model | test metric | bar | reference | parameters | training on this machine |",
-             "|---|---|---|---|---|---|"]
-    for name in registry.list_models():
-        spec = registry.get(name)
-        card = spec.card()  # read once per model
-        training = measured = "not trained"
-        if card is not None:
-            training = f"{card['training']['epochs_run']} epochs, {card['training']['wall_time_seconds'] / 60:.0f} min"
-            value = spec.committed_value(card)
-            measured = _metric_text(spec, card["metrics"])
-            measured = f"{spec.metric} {measured}{'' if spec.meets_bar(value) else ' (bar not met)'}"
-        lines.append(f"| `{name}` | {measured} | {spec.bar_text} | {spec.reference or '-'} | "
-                     f"{spec.parameter_count:,} | {training} |")
-    return "\n".join(lines)
-
-
-def replace_section(text: str, section: str, body: str) -> str:
-    """text with what stands between <!-- section:start --> and <!-- section:end --> replaced."""
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"README lacks the markers {start} and {end}")
-    head, _, rest = text.partition(start)
-    _, _, tail = rest.partition(end)
-    return f"{head}{start}\n{body}\n{end}{tail}"
-
-
-def readme_with_table(text: str) -> str:
-    return replace_section(text, "model-table", markdown_table())
+    value = metrics[spec.metric_key]["value"]
+    return f"{value:.4f}" if spec.metric == "accuracy" else f"{value:.1f}"
 
 
 def command_list(args) -> int:
-    if args.update_readme:
-        readme = registry.REPO_ROOT / "README.md"
-        readme.write_text(readme_with_table(readme.read_text()))
-        return 0
-    if args.markdown:
-        print(markdown_table())
-        return 0
     rows = [("name", "task", "dataset", "params", "test metric", "bar", "reference")]
     for name in registry.list_models():
         spec = registry.get(name)
+        card = artifact.committed_card(name)
         rows.append((name, spec.task, spec.dataset, f"{spec.parameter_count:,}",
-                     f"{spec.metric} {_metric_text(spec, spec.reported_metrics())}", spec.bar_text, spec.reference))
+                     f"{spec.metric} {metric_text(spec, card and card['metrics'])}", spec.bar_text, spec.reference))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -70,47 +32,20 @@ def command_list(args) -> int:
 
 
 def command_info(args) -> int:
-    from zoo.inference import read_card, resolve_artifact
-    card = read_card(resolve_artifact(args.name))
+    card = artifact.read_card(artifact.resolve(args.name))
     card.get("training", {}).pop("history", None)
     print(json.dumps(card, indent=2))
     return 0
 
 
 def command_predict(args) -> int:
-    import zoo
-    model = zoo.load(args.name)
-    if model.card["task"] == "language":
-        for text in args.inputs:
-            words = ", ".join(f"{word} {probability:.3f}" for word, probability in model.next_words(text, k=args.top))
-            print(f"{text!r} -> {words}")
-            unknown = model.unknown_words(text)
-            if unknown:
-                print(f"  (not in the vocabulary, read as <unk>: {' '.join(unknown)})")
-        return 0
-    for item in args.inputs:
-        if item.endswith(".npy"):
-            predictions = model.predict(_read_npy(item))
-            names = [item] if len(predictions) == 1 else [f"{item}[{index}]" for index in range(len(predictions))]
-        else:
-            predictions, names = model.predict([item]), [item]
-        for name, prediction in zip(names, predictions):
-            confidence = f" ({prediction.probability:.3f})" if prediction.probability is not None else ""
-            print(f"{name}: {prediction.label}{confidence}")
+    for line in api.load(args.name).describe(args.inputs, top=args.top):
+        print(line)
     return 0
 
 
-def _read_npy(path: str):
-    import numpy as np
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"could not read {path!r} as a .npy image array: {error}") from None
-
-
 def command_evaluate(args) -> int:
-    import zoo
-    model = zoo.load(args.name)
+    model = api.load(args.name)
     measured = model.evaluate(data_dir=args.data_dir)
     status = 0
     for key, entry in measured.items():
@@ -129,8 +64,7 @@ def command_evaluate(args) -> int:
 
 
 def command_verify(args) -> int:
-    from zoo.verify import verify_all
-    problems = verify_all(args.names or None)
+    problems = artifact.verify_all(args.names or None)
     for problem in problems:
         print(problem, file=sys.stderr)
     print("all artifacts verified" if not problems else f"{len(problems)} problem(s)")
@@ -138,23 +72,20 @@ def command_verify(args) -> int:
 
 
 def command_convert(args) -> int:
-    from zoo.convert import to_onnx, to_tflite
-    path = (to_onnx if args.format == "onnx" else to_tflite)(args.name, args.output)
+    converter = convert.to_onnx if args.format == "onnx" else convert.to_tflite
+    path = converter(artifact.resolve(args.name), args.output)
     print(f"wrote {path}")
     return 0
 
 
 def command_demo(args) -> int:
-    from zoo.demo import run_demo
-    return run_demo(data_dir=args.data_dir)
+    return demo.run_demo(data_dir=args.data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="registered models and their measured metrics")
-    listing.add_argument("--markdown", action="store_true", help="the README's model table")
-    listing.add_argument("--update-readme", action="store_true", help="rewrite README.md's model table")
     listing.set_defaults(run=command_list)
     info = commands.add_parser("info", help="a model's card")
     info.add_argument("name")
@@ -174,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     convert = commands.add_parser("convert", help="convert an artifact to ONNX or TFLite")
     convert.add_argument("format", choices=["onnx", "tflite"])
     convert.add_argument("name")
-    convert.add_argument("--output", help="file to write (default: converted/<name>/model.<format>)")
+    convert.add_argument("--output", help="file to write (default: <cache>/converted/<name>/model.<format>)")
     convert.set_defaults(run=command_convert)
     demo = commands.add_parser("demo", help="show every committed model working")
     demo.add_argument("--data-dir")

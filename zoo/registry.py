@@ -1,13 +1,11 @@
-"""The one list of models: name -> ModelSpec. Duplicate names raise."""
+"""The one list of models: name -> ModelSpec. A leaf: it imports nothing of the zoo; the catalog
+fills it when `zoo` is imported. Duplicate names raise."""
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPORT_ROOT = REPO_ROOT / "exported_models"
+TASKS = ("image", "language")  # zoo.tasks maps each to its serving code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,10 +18,10 @@ class ModelSpec:
     """
 
     name: str
-    task: str  # "image" or "language"
+    task: str  # one of TASKS
     builder: Callable[..., Any]
     config: Any  # the family's frozen config dataclass
-    dataset: str
+    dataset: str  # a key of zoo.data.DATASETS
     parameter_count: int
     metric: str  # "accuracy" (higher is better) or "perplexity" (lower is better)
     bar: float
@@ -37,6 +35,11 @@ class ModelSpec:
     @property
     def higher_is_better(self) -> bool:
         return self.metric == "accuracy"
+
+    @property
+    def metric_key(self) -> str:
+        """The card's metric the bar judges."""
+        return f"test_{self.metric}"
 
     @property
     def bar_text(self) -> str:
@@ -53,25 +56,6 @@ class ModelSpec:
         """A freshly initialised Keras model (config defaults to the registered one)."""
         return self.builder(config or self.config)
 
-    @property
-    def export_dir(self) -> Path:
-        return EXPORT_ROOT / self.name
-
-    def card(self) -> dict | None:
-        """The committed artifact's model card; None if untrained."""
-        card_path = self.export_dir / "model_card.json"
-        return json.loads(card_path.read_text()) if card_path.is_file() else None
-
-    def reported_metrics(self, card: dict | None = None) -> dict | None:
-        """Metrics of the committed artifact (from `card`, else its model card); None if untrained."""
-        card = card if card is not None else self.card()
-        return None if card is None else card["metrics"]
-
-    def committed_value(self, card: dict | None = None) -> float | None:
-        """The committed artifact's test metric (the one the bar judges); None if untrained."""
-        metrics = self.reported_metrics(card)
-        return None if metrics is None else metrics[f"test_{self.metric}"]["value"]
-
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -79,14 +63,13 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> ModelSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"model name {spec.name!r} is already registered")
-    if spec.task not in ("image", "language"):
-        raise ValueError(f"task must be 'image' or 'language', got {spec.task!r}")
+    if spec.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {spec.task!r}")
     _REGISTRY[spec.name] = spec
     return spec
 
 
 def get(name: str) -> ModelSpec:
-    _load_catalog()
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__}")
     try:
@@ -97,11 +80,4 @@ def get(name: str) -> ModelSpec:
 
 
 def list_models() -> list[str]:
-    _load_catalog()
     return sorted(_REGISTRY)
-
-
-def _load_catalog() -> None:
-    # The catalog module registers every model on import; imported lazily so that
-    # registry.py stays importable from the model modules without a cycle.
-    from zoo import catalog  # noqa: F401

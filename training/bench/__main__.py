@@ -5,10 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
+from training import REPO_ROOT
 from training.bench.measure import language_figures, run
 from training.bench.render import markdown, tables
-from zoo.cli import replace_section
-from zoo.registry import REPO_ROOT
+from training.readme import replace_section
 
 REPORTS = REPO_ROOT / "reports"
 

@@ -6,17 +6,22 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
+import onnxruntime
 import tensorflow as tf
 
-from training import loop
+import zoo
+from training import cards, loop
 from training.bench.flops import forward_flops, language_forward_flops
+from training.image_task import compile_image_model
 from training.language_task import compiled_twin
+from training.paper import REPORT_DIR
 from training.recipes import resolve
-from training.tasks import compile_image_model
-from zoo import registry
+from zoo import artifact, registry, tasks
+from zoo.convert import to_onnx
 from zoo.data import ptb
 from zoo.data.images import image_pipeline
 from zoo.models.common import BatchNormalization, image_input, scale_pixels
@@ -143,19 +148,15 @@ def latency_and_throughput(call_one, call_batch, repeats: int) -> dict:
 def inference(name: str, repeats: int, work_dir) -> dict:
     """One example and batches of 256 through zoo.load(...).predict (both runtimes), the
     artifact's signature alone, keras model.predict, and onnxruntime on the same ONNX file."""
-    import onnxruntime
-    import zoo
-    from zoo.convert import to_onnx
-
     model = zoo.load(name)
     fast = zoo.load(name, runtime="onnxruntime")
     keras_model = zoo.get_model(name, pretrained=True)
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, *model.input_shape), dtype=np.uint8)
     batch = rng.integers(0, 256, (256, *model.input_shape), dtype=np.uint8)
-    session = onnxruntime.InferenceSession(str(to_onnx(name, work_dir / f"{name}.onnx")))
+    session = onnxruntime.InferenceSession(str(to_onnx(artifact.committed_dir(name), work_dir / f"{name}.onnx")))
     # The artifact's own signature, called straight: what zoo adds on top of TensorFlow.
-    signature = tf.saved_model.load(str(registry.get(name).export_dir)).signatures["serving_default"]
+    signature = tf.saved_model.load(str(artifact.committed_dir(name))).signatures["serving_default"]
     one_tensor, batch_tensor = tf.constant(one), tf.constant(batch)
     return {
         "zoo": latency_and_throughput(lambda: model.predict(one), lambda: model.predict(batch), repeats),
@@ -182,9 +183,9 @@ def function_call_floor(repeats: int) -> float:
 def generation(name: str, tokens: int = 1101, pairs: int = 200) -> dict:
     """Tokens/s through the `step` signature (greedy generation), and the cost of one step at
     position 1,000 relative to position 10."""
-    spec = registry.get(name)
-    step = tf.saved_model.load(str(spec.export_dir)).signatures["step"]
-    state = tf.zeros([1, spec.card()["state_size"]])
+    folder = artifact.committed_dir(name)
+    step = tf.saved_model.load(str(folder)).signatures["step"]
+    state = tf.zeros([1, artifact.read_card(folder)["state_size"]])
     token = tf.constant([0], tf.int32)
     times, inputs = [], {}
     for position in range(tokens):
@@ -197,7 +198,8 @@ def generation(name: str, tokens: int = 1101, pairs: int = 200) -> dict:
         times.append(time.perf_counter() - start)
     # Steps at the two positions timed alternately, so that drift in the machine's speed (other
     # processes) falls on both alike; medians, since single timings are noisy.
-    early, late = [], []
+    early: list[float] = []
+    late: list[float] = []
     for _ in range(pairs):
         for position, record in ((10, early), (1000, late)):
             start = time.perf_counter()
@@ -222,13 +224,12 @@ def time_to_target(history: dict, key: str, target: float, lower_is_better: bool
 
 def card_history(name: str) -> dict:
     """The committed recipe's training history, from the artifact's card (not retrained here)."""
-    card = registry.get(name).card()
+    card = artifact.committed_card(name)
     return card["training"]["history"] if card else {}
 
 
 def paper_history(name: str) -> dict:
     """The paper schedule's log written by `make paper-NAME` (training/paper.py), if run."""
-    from training.paper import REPORT_DIR
     return loop.read_history(REPORT_DIR / f"{name}_paper_schedule.csv")
 
 
@@ -266,19 +267,22 @@ def _convolutions_alone(model: keras.Model) -> keras.Model:
     return keras.Model(image, scores, name=f"{model.name}_convolutions")
 
 
+# task -> (training throughput, input pipeline throughput) measurements
+THROUGHPUT = {"image": (training_throughput, pipeline_throughput),
+              "language": (language_training_throughput, language_pipeline_throughput)}
+
+
 def run(quick: bool) -> dict:
     steps, repeats = (3, 20) if quick else (20, 200)
-    results = {"hardware": loop.hardware_summary(), "versions": loop.library_versions(),
-               "created": loop.utc_now(), "quick": quick, "matmul_size": MATMUL_SIZE,
+    results: dict[str, Any] = {"hardware": cards.hardware_summary(), "versions": cards.library_versions(),
+               "created": cards.utc_now(), "quick": quick, "matmul_size": MATMUL_SIZE,
                "matmul_flops_per_second": matmul_rate()}
-    image_models = [n for n in registry.list_models() if registry.get(n).task == "image"]
     results["training"] = {}
     for name in registry.list_models():
         spec = registry.get(name)
-        image = spec.task == "image"
-        entry = (training_throughput if image else language_training_throughput)(spec, steps, 1 if quick else 3)
-        entry["pipeline_examples_per_second"] = (pipeline_throughput if image else language_pipeline_throughput)(
-            spec, 20 if quick else 100)
+        train_rate, pipeline_rate = THROUGHPUT[spec.task]
+        entry = train_rate(spec, steps, 1 if quick else 3)
+        entry["pipeline_examples_per_second"] = pipeline_rate(spec, 20 if quick else 100)
         entry["pipeline_ratio"] = entry["pipeline_examples_per_second"] / entry["examples_per_second"]
         if name in XLA_COMPARED:
             entry["xla_fraction_of_matmul_rate"] = training_throughput(
@@ -289,18 +293,22 @@ def run(quick: bool) -> dict:
         print(name, json.dumps(entry), flush=True)
     results["function_call_floor_ms"] = function_call_floor(repeats)
     with tempfile.TemporaryDirectory() as work_dir:  # the ONNX conversions
-        results["inference"] = {name: inference(name, repeats, Path(work_dir)) for name in image_models
-                                if registry.get(name).export_dir.is_dir()}
+        results["inference"] = {name: inference(name, repeats, Path(work_dir)) for name in registry.list_models()
+                                if artifact.is_trained(name) and "onnxruntime" in _task(name).runtimes}
     results.update(language_figures())
     return results
+
+
+def _task(name: str) -> tasks.Task:
+    return tasks.get(registry.get(name).task)
 
 
 def language_figures() -> dict:
     """Generation through `step` and time-to-target figures (cheap; `--language-only` reruns them)."""
     # When and under what load: `--language-only` reruns these apart from the rest of the bench.
-    results = {"generation_measured": {"created": loop.utc_now(), "load_average": os.getloadavg()[0]}}
+    results = {"generation_measured": {"created": cards.utc_now(), "load_average": os.getloadavg()[0]}}
     results["generation"] = {name: generation(name) for name in registry.list_models()
-                             if registry.get(name).task == "language" and registry.get(name).export_dir.is_dir()}
+                             if artifact.is_trained(name) and "step" in _task(name).signatures}
     # Issue 7's targets (the papers' results); the direction is the registry's.
     targets = {"resnet20_cifar10": ("0.9125 test accuracy", "val_accuracy", 0.9125),
                "lstm_ptb": ("114.5 validation perplexity", "val_perplexity", 114.5)}

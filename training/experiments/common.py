@@ -10,10 +10,13 @@ import keras
 import matplotlib
 import numpy as np
 
+from training import REPO_ROOT
+from zoo.data.images import load_images
+
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-REPORTS_DIR = Path(__file__).resolve().parents[2] / "reports"
+REPORTS_DIR = REPO_ROOT / "reports"
 
 
 def seed(value: int) -> None:
@@ -23,8 +26,6 @@ def seed(value: int) -> None:
 
 def load_subset(dataset: str, split: str, count: int, data_dir: str | os.PathLike | None = None):
     """The first `count` examples of a tfds split as numpy: (uint8 [N, H, W, C], int64 [N])."""
-    from zoo.data.images import load_images  # tfds is only imported when real data is needed
-
     images, labels = next(iter(load_images(dataset, split, data_dir).take(count).batch(count)))
     return images.numpy(), labels.numpy()
 

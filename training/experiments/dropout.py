@@ -43,7 +43,7 @@ class Measure(keras.callbacks.Callback):
         super().__init__()
         self.data, self.every = data, every
         keys = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
-        self.curve = {key: [] for key in keys}
+        self.curve: dict[str, list[float]] = {key: [] for key in keys}
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
@@ -87,9 +87,9 @@ def experiment(data: dict) -> dict:
         final[variant] = {key: values[-1] for key, values in curves[variant].items() if key != "epoch"}
         final[variant]["accuracy_gap"] = final[variant]["train_accuracy"] - final[variant]["test_accuracy"]
         final[variant]["loss_gap"] = final[variant]["test_loss"] - final[variant]["train_loss"]
-    hidden = f"{data['config']['hidden_layers']} x {data['config']['hidden_units']}"
+    shape = f"{data['config']['hidden_layers']} x {data['config']['hidden_units']}"
     return {"title": data["title"], "train_examples": len(data["train"][1]),
-            "test_examples": len(data["test"][1]), "epochs": data["epochs"], "hidden": hidden,
+            "test_examples": len(data["test"][1]), "epochs": data["epochs"], "hidden": shape,
             "final": final, "curves": curves, "inference": inference_checks(model, data)}
 
 

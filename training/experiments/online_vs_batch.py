@@ -59,7 +59,7 @@ class Progress(keras.callbacks.Callback):
     def __init__(self, test_features, test_labels, batch_size: int, start_examples: int = 0):
         super().__init__()
         self.test_features, self.test_labels, self.batch_size = test_features, test_labels, batch_size
-        self.curve = {"examples": [], "seconds": [], "accuracy": []}
+        self.curve: dict[str, list[float]] = {"examples": [], "seconds": [], "accuracy": []}
         self.examples, self.seconds = start_examples, 0.0
 
     def on_train_batch_begin(self, batch, logs=None):

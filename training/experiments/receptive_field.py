@@ -5,6 +5,8 @@ grows them faster; the cost is discarded information: with stride 4 > kernel 3 s
 reach no output at all (the output is exactly invariant to them), and accuracy drops."""
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import matplotlib.ticker
 import numpy as np
@@ -15,14 +17,15 @@ from zoo.models.cnn import CNNConfig, build_cnn_mnist
 from zoo.models.resnet import ResNetConfig, build_resnet
 
 STRIDES = (1, 2, 3, 4)
-SWEEP_CONFIG = {"filters": (16, 32), "dense_units": 64, "dropout": 0.2}  # a small CNN for the sweep
+SWEEP_CONFIG: dict[str, Any] = {"filters": (16, 32), "dense_units": 64, "dropout": 0.2}  # a small CNN for the sweep
 POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
 
 
 def receptive_fields(model: keras.Model) -> dict[str, tuple[int, int]]:
     """layer name -> (receptive field size, jump in input pixels) for every conv / pool layer,
     along the path that grows it most (the convolutional branch of a residual block)."""
-    fields, result = {}, {}  # id(KerasTensor) -> (size, jump)
+    fields: dict[int, tuple[int, int]] = {}  # id(KerasTensor) -> (size, jump)
+    result: dict[str, tuple[int, int]] = {}
     for operation in model.operations:
         node = operation._inbound_nodes[0]
         size, jump = max((fields.get(id(tensor), (1, 1)) for tensor in node.input_tensors), default=(1, 1))

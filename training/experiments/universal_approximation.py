@@ -9,6 +9,8 @@ Every (target, n_H, seed) network is an independent zoo MLP; they are trained si
 one keras model (the loss is the sum of their mean squared errors, so their gradients do not mix)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -16,7 +18,7 @@ import tensorflow as tf
 from training.experiments.common import save_figure, seed, subplots
 from zoo.models.mlp import MLPConfig, build_mlp
 
-TARGETS = {
+TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sin(3 pi x)": lambda x: np.sin(3 * np.pi * x),
     "|x|": np.abs,  # continuous, not differentiable at 0
     "bump exp(-x^2 / 0.02)": lambda x: np.exp(-x ** 2 / 0.02),

@@ -14,8 +14,11 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from etils import epath
 
-from zoo.manifest import sha256_file
+from zoo.artifact import sha256_file
 
+# The official batches.meta.txt, declared here so that the dataset's metadata has them before
+# (and without) preparing the data; preparing from the extracted batches checks the file agrees.
+LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 EXTRACTED_FOLDER = "cifar-10-batches-bin"
 EXTRACTED_SHA256 = {  # the official binary version's files
     "data_batch_1.bin": "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5",
@@ -28,8 +31,13 @@ EXTRACTED_SHA256 = {  # the official binary version's files
 }
 
 
-class Cifar10(tfds.image_classification.Cifar10, skip_registration=True):
+class Cifar10(tfds.image_classification.Cifar10, skip_registration=True):  # type: ignore[call-arg]
     """CIFAR-10 from the archive (tfds) or from the extracted batches (checked here)."""
+
+    def _info(self):
+        info = super()._info()
+        info.features["label"].names = list(LABEL_NAMES)
+        return info
 
     def _split_generators(self, dl_manager):
         folder = _extracted_folder(dl_manager)
@@ -38,7 +46,9 @@ class Cifar10(tfds.image_classification.Cifar10, skip_registration=True):
         verify_extracted(folder)
         info = self._cifar_info
         with epath.Path(folder / "batches.meta.txt").open() as handle:
-            self.info.features["label"].names = [name for name in handle.read().split("\n") if name]
+            names = tuple(name for name in handle.read().split("\n") if name)
+        if names != LABEL_NAMES:
+            raise ValueError(f"CIFAR-10 {folder / 'batches.meta.txt'} names {names}, expected {LABEL_NAMES}")
         return {
             tfds.Split.TRAIN: self._generate_examples("train_", [str(folder / f) for f in info.train_files]),
             tfds.Split.TEST: self._generate_examples("test_", [str(folder / f) for f in info.test_files]),

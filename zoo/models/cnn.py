@@ -5,8 +5,7 @@ import dataclasses
 
 import keras
 
-from zoo.models.common import (CIFAR10_MEAN, CIFAR10_STD, BatchNormalization, check_positive, image_input,
-                               scale_pixels)
+from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, BatchNormalization, check_positive, image_input, scale_pixels
 
 
 @dataclasses.dataclass(frozen=True)

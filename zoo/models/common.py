@@ -8,7 +8,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
-def image_input(input_shape: tuple[int, int, int]) -> keras.KerasTensor:
+def image_input(input_shape: tuple[int, ...]) -> keras.KerasTensor:
     """The named raw input every image model takes: uint8 pixels, [N, H, W, C]."""
     return keras.Input(shape=input_shape, dtype="uint8", name="image")
 
@@ -22,7 +22,7 @@ def scale_pixels(image, mean: tuple[float, ...] | None = None, std: tuple[float,
     pixels = keras.ops.cast(image, "float32")
     if mean is None:
         return keras.layers.Rescaling(1.0 / 255.0, dtype="float32", name="scale")(pixels)
-    if len(mean) != len(std) or any(s <= 0 for s in std):
+    if std is None or len(mean) != len(std) or any(s <= 0 for s in std):
         raise ValueError(f"mean and std need one value per channel and std > 0, got {mean!r}, {std!r}")
     scale = [1.0 / (255.0 * s) for s in std]
     offset = [-m / s for m, s in zip(mean, std)]

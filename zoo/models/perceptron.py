@@ -44,7 +44,10 @@ class Perceptron(keras.Model):
         self.config = config
         self.features = keras.Model(inputs, self.get_layer("scores").input)  # x -> [N, D]
         dimension, classes = self.get_layer("scores").kernel.shape
-        state = lambda name, shape: self.add_weight(shape=shape, initializer="zeros", trainable=False, name=name)
+
+        def state(name, shape):
+            return self.add_weight(shape=shape, initializer="zeros", trainable=False, name=name)
+
         self.working_kernel = state("working_kernel", (dimension, classes))
         self.working_bias = state("working_bias", (classes,))
         self.update_sum_kernel = state("update_sum_kernel", (dimension, classes))  # sum of c * update

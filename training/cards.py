@@ -1,0 +1,98 @@
+"""The model card a training run writes, and the run's bookkeeping (machine, library versions)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import sys
+from typing import Any
+
+import keras
+import numpy
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from training.recipes import Recipe
+from zoo import data, export
+from zoo.registry import ModelSpec
+
+# The vector extensions that decide CPU training speed here (reported beside every time).
+VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+
+
+def make_card(spec: ModelSpec, recipe: Recipe, model: keras.Model, metrics: dict, history: dict,
+              wall_seconds: float, extra: dict | None = None) -> dict[str, Any]:
+    dataset_card: dict[str, Any] = {"name": spec.dataset, "files_sha256": data.files_sha256(spec.dataset)}
+    if spec.dataset in tfds.list_builders():
+        dataset_card["version"] = str(tfds.builder(spec.dataset).info.version)
+    return {
+        "name": spec.name,
+        "task": spec.task,
+        "description": spec.description,
+        "metrics": metrics,
+        "bar": {"metric": spec.metric, "value": spec.bar},
+        "reference": spec.reference,
+        "parameter_count": int(model.count_params()),
+        "label_names": list(spec.label_names),
+        "model_config": _plain(dataclasses.asdict(spec.config)),
+        "recipe": _plain(dataclasses.asdict(recipe)),
+        "dataset": dataset_card,
+        "preprocessing": export.preprocessing_doc(spec),
+        "signatures": export.signature_doc(spec, model),
+        "training": {
+            "command": f"make train-{spec.name}",
+            "epochs_run": len(history.get("epoch", [])),
+            "wall_time_seconds": round(history.get("elapsed_seconds", [wall_seconds])[-1], 1),
+            "hardware": hardware_summary(),
+            "history": history,
+        },
+        "versions": library_versions(),
+        "created": utc_now(),
+        **(extra or {}),
+    }
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """(CPU model name, the VECTOR_EXTENSIONS it has), from /proc/cpuinfo where there is one."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model, [name for name in VECTOR_EXTENSIONS if name in flags]
+
+
+def hardware_summary() -> dict[str, Any]:
+    cpu, extensions = cpu_description()
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    summary = "GPU" if gpu else (f"{os.cpu_count()} CPU cores ({cpu}, {platform.machine()}, "
+                                 f"{'/'.join(extensions) or 'no AVX2'}), no GPU")
+    return {"summary": summary, "cpu_count": os.cpu_count(), "cpu_model": cpu, "vector_extensions": extensions,
+            "machine": platform.machine(), "platform": platform.platform()}
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": sys.version.split()[0], "tensorflow": tf.__version__,
+            "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,
+            "numpy": numpy.__version__}
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

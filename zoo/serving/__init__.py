@@ -1,0 +1,1 @@
+"""Serving per task: `image` and `language` (signatures, input handling, predictors)."""

@@ -1,0 +1,316 @@
+"""Image serving: what users pass (arrays, paths, PIL images) -> a checked uint8 batch, the
+artifact's `serving_default` signature, and the predictor `zoo.load` returns for image models.
+
+    model = zoo.load("cnn_mnist")
+    result = model.predict(images)   # uint8 [N, H, W, C], [0, 1] floats, PNG/JPEG paths, PIL images
+    result.class_id, result.label, result.probabilities
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from zoo import metrics
+from zoo.data.images import image_pipeline, load_images
+from zoo.registry import ModelSpec
+
+MAX_BATCH = 256  # images per signature call; larger inputs are processed in chunks
+
+
+def preprocessing_doc(spec: ModelSpec) -> str:
+    """The card's `preprocessing`: what the graph does to the raw pixels."""
+    text = "uint8 pixels -> float32 / 255"
+    if getattr(spec.config, "mean", None):
+        text += f" -> (x - mean) / std per channel, mean={list(spec.config.mean)}, std={list(spec.config.std)}"
+    return text + " (inside the graph)"
+
+
+def attach_assets(model: keras.Model, folder: Path) -> keras.Model:
+    """Image models' weights are the whole model: nothing to attach."""
+    return model
+
+
+def archive(model: keras.Model, spec: ModelSpec, staging_dir: Path) -> keras.export.ExportArchive:
+    """serving_default(image uint8[N, H, W, C]) -> scores, class_id, and probabilities
+    and/or distance as the spec says."""
+    height, width, channels = model.input_shape[1:]
+    export_archive = keras.export.ExportArchive()
+    # No archive.track(model): the endpoint's captured variables are saved once on their own;
+    # tracking the model too would store every weight a second time (as Keras variables).
+    # kernel [D, K]: one hyperplane per class; f(x)/||w_k|| is x's signed distance to it.
+    kernel = model.get_layer("scores").kernel if spec.hyperplane_distance else None
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, channels], tf.uint8, name="image")],
+                 autograph=False)
+    def serve(image):
+        scores = tf.cast(model(image, training=False), tf.float32)
+        outputs = {"scores": scores, "class_id": tf.argmax(scores, axis=-1, output_type=tf.int64)}
+        if spec.probabilistic:
+            outputs["probabilities"] = tf.nn.softmax(scores, axis=-1)
+        if kernel is not None:
+            outputs["distance"] = scores / tf.norm(tf.convert_to_tensor(kernel), axis=0)
+        return outputs
+
+    export_archive.add_endpoint("serving_default", serve)
+    return export_archive
+
+
+def signature_doc(spec: ModelSpec, model: keras.Model) -> dict:
+    """Human-readable description of the artifact's signatures, for the model card."""
+    height, width, channels = model.input_shape[1:]
+    classes = model.output_shape[-1]
+    outputs = {"scores": f"float32[N, {classes}] (pre-softmax decision values f(x))",
+               "class_id": "int64[N]"}
+    if spec.probabilistic:
+        outputs["probabilities"] = f"float32[N, {classes}] (softmax of scores)"
+    if spec.hyperplane_distance:
+        outputs["distance"] = f"float32[N, {classes}] (f(x)/||w|| per class, in scaled-pixel space)"
+    return {"serving_default": {"inputs": {"image": f"uint8[N, {height}, {width}, {channels}]"},
+                                "outputs": outputs}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePrediction:
+    class_id: int
+    label: str
+    probability: float | None  # of the predicted class; None for non-probabilistic models
+    probabilities: np.ndarray | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePredictions:
+    """Batch results: arrays over N images; iterate for one ImagePrediction per image."""
+    class_id: np.ndarray  # int64 [N]
+    label: list[str]
+    scores: np.ndarray  # float32 [N, K]
+    probabilities: np.ndarray | None  # float32 [N, K]
+    distance: np.ndarray | None  # float32 [N, K], linear models only
+
+    def __len__(self) -> int:
+        return len(self.class_id)
+
+    def __getitem__(self, index: int) -> ImagePrediction:
+        probabilities = None if self.probabilities is None else self.probabilities[index]
+        return ImagePrediction(int(self.class_id[index]), self.label[index],
+                               None if probabilities is None else float(probabilities[self.class_id[index]]),
+                               probabilities)
+
+    def __iter__(self) -> Iterator[ImagePrediction]:
+        return (self[index] for index in range(len(self)))
+
+
+class ImageClassifier:
+    """zoo.load("cnn_mnist"): predict(images) on uint8 or [0, 1] float pixels, paths or PIL images."""
+
+    def __init__(self, saved_model, card: dict, path: Path):
+        self.card = card
+        self.path = path
+        self.name = card["name"]
+        self.label_names = list(card["label_names"])
+        self._signature = saved_model.signatures["serving_default"]
+        self._saved_model = saved_model  # keeps the signature's variables alive
+        spec = self._signature.structured_input_signature[1]["image"]
+        height, width, channels = (int(d) for d in spec.shape[1:])
+        self.input_shape = (height, width, channels)
+        self.runtime = "tensorflow"
+        self._run = lambda batch: {key: value.numpy() for key, value in self._signature(image=batch).items()}
+
+    def __repr__(self) -> str:
+        return f"ImageClassifier({self.name!r}, input uint8{list(self.input_shape)}, runtime={self.runtime!r})"
+
+    def use_onnxruntime(self, onnx_file: str | os.PathLike) -> "ImageClassifier":
+        """Predict through onnxruntime from now on, with `onnx_file` (this artifact's conversion,
+        zoo.convert.cached_onnx)."""
+        import onnxruntime  # an optional dependency (extra `onnx`), imported when asked for
+
+        session = onnxruntime.InferenceSession(os.fspath(onnx_file), providers=["CPUExecutionProvider"])
+        names = [output.name for output in session.get_outputs()]
+        self._run = lambda batch: dict(zip(names, session.run(names, {"image": batch})))
+        self.runtime = "onnxruntime"
+        return self
+
+    def predict(self, images, batch_size: int = MAX_BATCH) -> ImagePredictions:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        batch = to_uint8_batch(images, self.input_shape)
+        if len(batch) <= batch_size:  # one call: the common case, kept lean for single-image latency
+            merged = self._run(batch)
+        else:
+            chunks = [self._run(batch[start:start + batch_size]) for start in range(0, len(batch), batch_size)]
+            merged = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+        class_id = merged["class_id"]
+        return ImagePredictions(class_id, [self.label_names[i] for i in class_id.tolist()], merged["scores"],
+                                merged.get("probabilities"), merged.get("distance"))
+
+    def describe(self, inputs: list[str], top: int = 5) -> list[str]:
+        """`python -m zoo predict`: a line per image of PNG/JPEG files or .npy arrays (each image
+        of a batch named by file and index). `top` is the language models' option; unused."""
+        lines = []
+        for item in inputs:
+            if item.endswith(".npy"):
+                predictions = self.predict(read_npy(item))
+                names = [item] if len(predictions) == 1 else [f"{item}[{index}]" for index in range(len(predictions))]
+            else:
+                predictions, names = self.predict([item]), [item]
+            for name, prediction in zip(names, predictions):
+                confidence = f" ({prediction.probability:.3f})" if prediction.probability is not None else ""
+                lines.append(f"{name}: {prediction.label}{confidence}")
+        return lines
+
+    def demo(self, data_dir: Path | None) -> list[str]:
+        """`make demo`: digits drawn here (MNIST models), and real test images when data_dir is set."""
+        lines = []
+        if self.input_shape == (28, 28, 1):
+            predictions = self.predict(draw_digits())
+            shown = "  ".join(f"{digit}->{p.label}" + (f" {p.probability:.2f}" if p.probability is not None else "")
+                              for digit, p in enumerate(predictions))
+            correct = sum(p.class_id == digit for digit, p in enumerate(predictions))
+            lines += [f"  drawn digits (font, not MNIST): {correct}/10 right", f"    {shown}"]
+        else:
+            lines.append("  (no self-made inputs for natural images; set DATA_DIR to see real test images)")
+        if data_dir is not None:
+            images, labels = next(iter(load_images(self.card["dataset"]["name"], "test", data_dir).batch(8)))
+            predictions = self.predict(images.numpy())
+            pairs = "  ".join(f"{self.label_names[t]}->{p.label}" for t, p in zip(labels.numpy(), predictions))
+            accuracy = self.evaluate(data_dir)["test_accuracy"]
+            lines += [f"  real test images (true->predicted): {pairs}",
+                      f"  test accuracy on {accuracy['examples']:,} images: {accuracy['value']:.4f}"]
+        return lines
+
+    def evaluate(self, data_dir=None, batch_size: int = 500) -> dict:
+        """Test accuracy on the full real test split, through this model's runtime."""
+        dataset = image_pipeline(load_images(self.card["dataset"]["name"], "test", data_dir),
+                                 batch_size, training=False)
+        result = metrics.image_accuracy(lambda images: self._run(images.numpy())["class_id"], dataset)
+        return {"test_accuracy": {**result, "split": "test"}}
+
+
+# Input conversion.
+
+def draw_digits(size: int = 28) -> np.ndarray:
+    """The digits 0-9 drawn with PIL's built-in font, MNIST style: white on black, centred
+    by mass in a 20x20 box. uint8 [10, size, size, 1]."""
+    font = ImageFont.load_default(size=64)
+    digits = []
+    for digit in range(10):
+        canvas = Image.new("L", (96, 96), 0)
+        ImageDraw.Draw(canvas).text((48, 48), str(digit), fill=255, font=font, anchor="mm")
+        glyph = canvas.crop(canvas.getbbox())
+        scale = 20 / max(glyph.size)
+        glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))),
+                             Image.Resampling.LANCZOS)
+        pixels = np.asarray(glyph, dtype=np.float64)
+        # Centre of mass at the image centre, as MNIST was prepared.
+        rows, cols = np.indices(pixels.shape)
+        centre_row = (rows * pixels).sum() / pixels.sum()
+        centre_col = (cols * pixels).sum() / pixels.sum()
+        top = min(max(0, int(round(size / 2 - centre_row))), size - glyph.height)
+        left = min(max(0, int(round(size / 2 - centre_col))), size - glyph.width)
+        image = np.zeros((size, size), dtype=np.uint8)
+        image[top:top + glyph.height, left:left + glyph.width] = np.asarray(glyph)
+        digits.append(image)
+    return np.stack(digits)[..., None]
+
+
+def read_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"could not read {path!r} as a .npy image array: {error}") from None
+
+
+def to_uint8_batch(images, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """Accepts uint8 (0-255) or float ([0, 1]) arrays shaped (H, W), (H, W, C), (N, H, W)
+    when C == 1, or (N, H, W, C); a PNG/JPEG path, a PIL image, or a list of these."""
+    if (type(images) is np.ndarray and images.dtype == np.uint8 and images.shape[1:] == input_shape
+            and len(images) and images.flags.c_contiguous):
+        return images  # already a checked batch: the single-image latency path
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("expected at least one image, got an empty list")
+        if all(_is_file_or_pil(item) for item in images):
+            return np.stack([_single(_read_image(item, input_shape), input_shape) for item in images])
+    elif _is_file_or_pil(images):
+        return _single(_read_image(images, input_shape), input_shape)[None]
+    array = _as_array(images)
+    return _batch(_to_uint8(array), input_shape)
+
+
+def _is_file_or_pil(item) -> bool:
+    if isinstance(item, (str, os.PathLike)):
+        return True
+    return type(item).__module__.startswith("PIL.")
+
+
+def _read_image(item, input_shape) -> np.ndarray:
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        if not path.is_file():
+            raise ValueError(f"image file {str(path)!r} does not exist")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened.copy()
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{str(path)!r} is not a readable PNG/JPEG image: {error}") from None
+    else:
+        image = item
+    mode = "L" if input_shape[-1] == 1 else "RGB"
+    return np.asarray(image.convert(mode), dtype=np.uint8)
+
+
+def _as_array(images) -> np.ndarray:
+    if isinstance(images, (str, bytes, dict, set)) or images is None:
+        raise TypeError(f"expected an image array, path or PIL image, got {type(images).__name__}")
+    try:
+        array = np.asarray(images)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"could not read input as an image array (ragged or non-numeric?): {error}") from None
+    if array.dtype == object:
+        raise ValueError("expected a numeric image array, got ragged or non-numeric data (dtype object)")
+    return array
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        if array.size and not np.all(np.isfinite(array)):
+            raise ValueError("image contains NaN or infinite values")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError(f"float images must have values in [0, 1], got range "
+                             f"[{array.min():.4g}, {array.max():.4g}]; pass uint8 for 0-255 pixels")
+        return np.round(array.astype(np.float64) * 255.0).astype(np.uint8)
+    raise ValueError(f"expected uint8 (0-255) or float ([0, 1]) pixels, got dtype {array.dtype}")
+
+
+def _single(array: np.ndarray, input_shape) -> np.ndarray:
+    height, width, channels = input_shape
+    if array.ndim == 2 and channels == 1:
+        array = array[..., None]
+    if array.shape != (height, width, channels):
+        raise ValueError(f"expected an image of shape ({height}, {width}, {channels})"
+                         f"{' or (' + str(height) + ', ' + str(width) + ')' if channels == 1 else ''}, "
+                         f"got {array.shape}")
+    return array
+
+
+def _batch(array: np.ndarray, input_shape) -> np.ndarray:
+    height, width, channels = input_shape
+    if array.ndim == 2 or array.ndim == 3 and array.shape == input_shape:
+        return _single(array, input_shape)[None]
+    if array.ndim == 3 and channels == 1 and array.shape[1:] == (height, width):
+        array = array[..., None]  # (N, H, W) greyscale batch
+    if array.ndim != 4 or array.shape[1:] != input_shape:
+        raise ValueError(f"expected an image of shape {input_shape} or a batch of shape "
+                         f"(N, {height}, {width}, {channels}), got an array of shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"expected at least one image, got an empty batch of shape {array.shape}")
+    return np.ascontiguousarray(array)

@@ -1,0 +1,410 @@
+"""Language serving: the text-in-graph signatures of a word-level language model's artifact
+(next_word = serving_default, score, step), its vocabulary, and the predictor `zoo.load` returns.
+
+    lm = zoo.load("lstm_ptb")
+    lm.next_words("the stock market", k=5)   # [(word, probability), ...]
+    lm.perplexity("the company said it expects")
+    lm.generate("the company said", num_words=30, temperature=0.8, top_k=40, seed=0)
+
+Text rules (the graph's; zoo.data.ptb.tokenize mirrors them): lower-case; lines, skipping empty
+ones; words split on whitespace; unknown words become <unk> (see `unknown_words`); the state
+starts at zero and <eos> is fed first.
+
+Vocabulary: the builders are pure and know only `vocab_size`; the word list comes from the data
+(`zoo.data.ptb.build_vocabulary`) and travels with the trained model: `set_vocabulary(model,
+words)` attaches it, `archive` writes it to the artifact's assets/vocab.txt (one word per line,
+id = line number), and the graph's lookup tables are initialised from that file.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import metrics
+from zoo.data import ptb
+from zoo.data.ptb import EOS, UNK
+from zoo.models.language import ReversibleEmbedding, recurrent_layers, state_size
+from zoo.registry import ModelSpec
+
+VOCABULARY_ASSET = "vocab.txt"
+TOP_WORDS = 10
+# score: logits of at most this many tokens exist at once ([tokens, V] float32: 40 MB at V=10k).
+CHUNK_TOKENS = 1024
+DEMO_PROMPTS = ("the stock market", "the company said", "in new york")
+MAX_CHARACTERS = 1_000_000  # longest text the methods accept (the PTB test file has 449,945)
+
+
+def preprocessing_doc(spec: ModelSpec) -> str:
+    """The card's `preprocessing`: the text rules inside the graph."""
+    return ("lower-case; split into lines, skipping empty ones; split on whitespace; unknown words -> <unk>; "
+            "<eos> fed first, and after each line (inside the graph)")
+
+
+def set_vocabulary(model: keras.Model, words: Sequence[str]) -> keras.Model:
+    """Attach the word list (id = position) that `language_archive` exports with the model."""
+    words = tuple(words)
+    vocab_size = model.get_layer("embedding").input_dim
+    if len(words) != vocab_size:
+        raise ValueError(f"the vocabulary has {len(words)} words, the model {vocab_size} ids")
+    if len(set(words)) != len(words) or not all(isinstance(word, str) and word.split() == [word]
+                                                for word in words):
+        raise ValueError("vocabulary words must be unique non-empty strings without whitespace")
+    missing = {EOS, UNK} - set(words)
+    if missing:
+        raise ValueError(f"the vocabulary lacks {sorted(missing)}")
+    model.zoo_vocabulary = words
+    return model
+
+
+def model_vocabulary(model: keras.Model) -> tuple[str, ...]:
+    words = getattr(model, "zoo_vocabulary", None)
+    if words is None:
+        raise ValueError(f"model {model.name!r} has no vocabulary; call "
+                         "zoo.serving.language.set_vocabulary(model, words) before exporting it")
+    return tuple(words)
+
+
+def write_vocabulary(words: Sequence[str], path: str | os.PathLike) -> str:
+    """One word per line, id = line number; returns the path as a string."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(f"{word}\n" for word in words), encoding="utf-8")
+    return os.fspath(path)
+
+
+def read_vocabulary(path: str | os.PathLike) -> list[str]:
+    return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+def attach_assets(model: keras.Model, folder: str | os.PathLike) -> keras.Model:
+    """The word list that goes with the ids: the artifact's assets/vocab.txt."""
+    return set_vocabulary(model, artifact_vocabulary(folder))
+
+
+def artifact_vocabulary(folder: str | os.PathLike) -> list[str]:
+    """The word list an exported artifact carries (assets/vocab.txt)."""
+    return read_vocabulary(Path(folder) / "assets" / VOCABULARY_ASSET)
+
+
+class VocabularyTables(tf.Module):
+    """word -> id and id -> word lookup tables, both initialised from the vocabulary file (which
+    a SavedModel copies into its assets/ folder)."""
+
+    def __init__(self, vocabulary_file: str, unknown_id: int):
+        super().__init__(name="vocabulary")
+        # Anonymous tables: a shared table's name would embed the file's absolute staging path.
+        self.word_to_id = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+            vocabulary_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+            tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=unknown_id,
+            experimental_is_anonymous=True)
+        self.id_to_word = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+            vocabulary_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value=UNK,
+            experimental_is_anonymous=True)
+
+
+class LanguageServing:
+    """The artifact's signatures, written over the trained model's own layers.
+
+    Text handling, the same for every text signature: lower-case; split into lines, skipping
+    empty ones; split each line on whitespace; unknown words -> <unk>; state starts at zero and
+    <eos> is fed first; each line is followed by <eos> (for next_word, not the last line).
+    """
+
+    def __init__(self, model: keras.Model, vocabulary_file: str):
+        self.embedding = model.get_layer("embedding")
+        self.recurrent = recurrent_layers(model)
+        self.tied = isinstance(self.embedding, ReversibleEmbedding)
+        self.output_layer: Any = None if self.tied else model.get_layer("logits")
+        words = read_vocabulary(vocabulary_file)
+        self.vocab_size = self.embedding.input_dim
+        if len(words) != self.vocab_size or UNK not in words or EOS not in words:
+            raise ValueError(f"{vocabulary_file}: expected {self.vocab_size} words including {UNK} and {EOS}")
+        self.tables = VocabularyTables(vocabulary_file, words.index(UNK))
+        # Per layer, the sizes of its states ([h] or [h, c]).
+        self.state_sizes = [[int(size) for size in tf.nest.flatten(layer.cell.state_size)]
+                            for layer in self.recurrent]
+        self.state_size = sum(sum(sizes) for sizes in self.state_sizes)
+
+    def endpoints(self) -> dict[str, tuple]:
+        """name -> (function, input signature), next_word first (it becomes serving_default)."""
+        text = [tf.TensorSpec([None], tf.string, name="text")]
+        step = [tf.TensorSpec([None], tf.int32, name="token_id"),
+                tf.TensorSpec([None, self.state_size], tf.float32, name="state")]
+        return {"next_word": (self.next_word, text), "score": (self.score, text), "step": (self.step, step)}
+
+    def functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
+        """The endpoints as tf.functions, to call in memory (e.g. to evaluate before export)."""
+        return {name: tf.function(function, input_signature=signature, autograph=False)
+                for name, (function, signature) in self.endpoints().items()}
+
+    def next_word(self, text):
+        """text string[N] -> distribution of the word after each text."""
+        ids, lengths = self._token_ids(text)
+        lengths = tf.maximum(lengths - 1, 1)  # drop the last line's <eos>; keep the leading one
+        states, _ = self._run(ids, lengths)
+        logits = self._logits(self._top_output(states))  # [N, V]
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        top = tf.math.top_k(probabilities, k=min(TOP_WORDS, self.vocab_size))
+        return {"probabilities": probabilities,
+                "top_words": self.tables.id_to_word.lookup(tf.cast(top.indices, tf.int64)),
+                "top_probabilities": top.values}
+
+    def score(self, text):
+        """text string[N] -> natural-log probability of every token after the leading <eos>."""
+        ids, lengths = self._token_ids(text)
+        lengths = lengths - 1  # predicted tokens: all but the leading <eos>
+        _, log_probability = self._run(ids[:, :-1], lengths, targets=ids[:, 1:])
+        return {"log_probability": tf.cast(log_probability, tf.float32),
+                "token_count": tf.cast(lengths, tf.int64)}
+
+    def step(self, token_id, state):
+        """One token per text: token_id int32[N], state float32[N, S] -> logits, next state."""
+        tf.debugging.assert_less(token_id, self.vocab_size, message="token_id out of range")
+        tf.debugging.assert_non_negative(token_id, message="token_id out of range")
+        x = self.embedding(token_id)  # [N, E]
+        new_states = []
+        for layer, layer_states in zip(self.recurrent, self._split_state(state)):
+            x, layer_states = layer.cell(x, layer_states, training=False)
+            new_states.extend(tf.nest.flatten(layer_states))
+        return {"logits": self._logits(x), "state": tf.concat(new_states, axis=-1)}
+
+    def _token_ids(self, text):
+        """string[N] -> (int32 [N, L] padded ids: <eos>, then each line's words and <eos>;
+        int32 [N] lengths L_n)."""
+        # NUL reads as a space: tf.strings.lower would otherwise end the text at the first one.
+        text = tf.strings.regex_replace(text, "\\x00", " ")
+        lines = tf.strings.split(tf.strings.lower(text, encoding="utf-8"), sep="\n")  # [N, (lines)]
+        lines = tf.ragged.boolean_mask(lines, tf.strings.strip(lines) != "")
+        words = tf.strings.split(lines + f" {EOS}").merge_dims(1, 2)  # [N, (tokens)]
+        leading = tf.fill([tf.shape(text)[0], 1], EOS)
+        words = tf.concat([tf.RaggedTensor.from_tensor(leading), words], axis=1)
+        ids = words.with_flat_values(tf.cast(self.tables.word_to_id.lookup(words.flat_values), tf.int32))
+        return ids.to_tensor(default_value=0), tf.cast(ids.row_lengths(), tf.int32)
+
+    def _run(self, ids, lengths, targets=None):
+        """Feed ids [N, T] (position t of text n only while t < lengths[n]) through the layers,
+        CHUNK_TOKENS tokens at a time. Returns the final states, and, given targets [N, T], each
+        text's summed log-probability of its targets (float64 [N])."""
+        batch, steps = tf.shape(ids)[0], tf.shape(ids)[1]
+        chunk = tf.maximum(1, CHUNK_TOKENS // tf.maximum(batch, 1))
+        states = [tf.zeros([batch, size]) for sizes in self.state_sizes for size in sizes]
+
+        def body(start, states, total):
+            window = ids[:, start:start + chunk]  # [N, C]
+            mask = (start + tf.range(tf.shape(window)[1]))[None, :] < lengths[:, None]  # [N, C]
+            hidden, states = self._layers(window, states, mask)  # [N, C, H]
+            if targets is not None:
+                log_probabilities = -tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    targets[:, start:start + chunk], self._logits(hidden))  # [N, C]
+                total += tf.reduce_sum(tf.cast(tf.where(mask, log_probabilities, 0.0), tf.float64), axis=1)
+            return start + chunk, states, total
+
+        _, states, total = tf.while_loop(lambda start, *_: start < steps, body,
+                                         (tf.constant(0), states, tf.zeros([batch], tf.float64)))
+        return states, total
+
+    def _layers(self, window, states, mask):
+        """ids [N, C] -> top layer outputs [N, C, H] and the states after each text's last
+        unmasked position (masked positions leave the state unchanged)."""
+        x = self.embedding(window)
+        new_states = []
+        for layer, layer_states in zip(self.recurrent, self._split_flat(states)):
+            x, *layer_states = layer(x, initial_state=layer_states, mask=mask, training=False)
+            new_states.extend(layer_states)
+        return tf.identity(x), new_states  # a fresh tensor: drops the Keras mask attached to x
+
+    def _split_flat(self, states):
+        groups, index = [], 0
+        for sizes in self.state_sizes:
+            groups.append(list(states[index:index + len(sizes)]))
+            index += len(sizes)
+        return groups
+
+    def _split_state(self, state):
+        """[N, S] -> per layer, its list of states."""
+        flat = tf.split(state, [size for sizes in self.state_sizes for size in sizes], axis=-1)
+        return self._split_flat(flat)
+
+    def _top_output(self, states):
+        """The last layer's output is its first state (h)."""
+        return self._split_flat(states)[-1][0]
+
+    def _logits(self, hidden):
+        if self.tied:
+            return self.embedding(hidden, reverse=True)
+        return self.output_layer(hidden)
+
+
+def archive(model: keras.Model, spec: ModelSpec, staging_dir: Path) -> keras.export.ExportArchive:
+    """The artifact's signatures; the model's vocabulary (see set_vocabulary) goes to
+    assets/vocab.txt and initialises the graph's lookup tables."""
+    # Written straight into the SavedModel's assets folder: TF copies an asset only when its
+    # source and destination paths differ, and both are built from the same staging path.
+    vocabulary_file = write_vocabulary(model_vocabulary(model),
+                                       os.path.join(os.fspath(staging_dir), "assets", VOCABULARY_ASSET))
+    serving = LanguageServing(model, vocabulary_file)
+    export_archive = keras.export.ExportArchive()
+    # Only the tables are tracked by hand: the endpoints' variables are saved once on their own;
+    # track(model) would store every weight a second time (as Keras variables), doubling the size.
+    export_archive.track(serving.tables)
+    for name, (function, signature) in serving.endpoints().items():
+        export_archive.add_endpoint(name, function, signature)
+    return export_archive
+
+
+def signature_doc(spec: ModelSpec, model: keras.Model) -> dict:
+    """Human-readable description of the artifact's signatures, for the model card."""
+    vocab_size = model.get_layer("embedding").input_dim
+    size = state_size(spec.config)
+    next_word = {"inputs": {"text": "string[N] (lines of words; the word after the last one is predicted)"},
+                 "outputs": {"probabilities": f"float32[N, {vocab_size}] (softmax over assets/vocab.txt ids)",
+                             "top_words": f"string[N, {TOP_WORDS}]",
+                             "top_probabilities": f"float32[N, {TOP_WORDS}]"}}
+    return {
+        "next_word": next_word,
+        "serving_default": next_word,
+        "score": {"inputs": {"text": "string[N] (each string scored on its own; every line ends with <eos>)"},
+                  "outputs": {"log_probability": "float32[N] (natural log, summed over the predicted tokens)",
+                              "token_count": "int64[N] (predicted tokens: words and <eos>s)"}},
+        "step": {"inputs": {"token_id": "int32[N]",
+                            "state": f"float32[N, {size}] (all layers' states; zeros start a text)"},
+                 "outputs": {"logits": f"float32[N, {vocab_size}]", "state": f"float32[N, {size}]"}},
+    }
+
+
+class LanguageModel:
+    """A word-level language model artifact: next_word / score / step signatures."""
+
+    def __init__(self, saved_model, card: dict, path: Path):
+        self.card = card
+        self.path = Path(path)
+        self.name = card["name"]
+        self._saved_model = saved_model  # keeps the signatures' variables and tables alive
+        signatures = saved_model.signatures
+        self._next_word, self._score, self._step = (signatures[key] for key in ("next_word", "score", "step"))
+        self.vocabulary = artifact_vocabulary(self.path)
+        self._ids = {word: index for index, word in enumerate(self.vocabulary)}
+        self.state_size = int(self._step.structured_input_signature[1]["state"].shape[-1])
+
+    def __repr__(self) -> str:
+        return f"LanguageModel({self.name!r}, {len(self.vocabulary):,} words, state {self.state_size})"
+
+    def next_words(self, text: str, k: int = 5) -> list[tuple[str, float]]:
+        """The k most probable words to follow `text`, with their probabilities."""
+        _check_text(text)
+        k = _check_count("k", k, 1, len(self.vocabulary))
+        probabilities = self._next_word(text=tf.constant([text]))["probabilities"][0].numpy()
+        top = np.argsort(-probabilities, kind="stable")[:k]
+        return [(self.vocabulary[index], float(probabilities[index])) for index in top]
+
+    def log_probability(self, text: str) -> tuple[float, int]:
+        """(natural-log probability of the text's tokens, their count); every line ends with <eos>."""
+        _check_text(text)
+        result = self._score(text=tf.constant([text]))
+        return float(result["log_probability"][0]), int(result["token_count"][0])
+
+    def perplexity(self, text: str) -> float:
+        """exp(-log_probability / token_count) of `text`, each line ended by <eos>."""
+        log_probability, count = self.log_probability(text)
+        return math.exp(-log_probability / count)
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` (lower-cased) that the model reads as <unk>, first occurrence order."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        words = ptb.tokenize(text)
+        return list(dict.fromkeys(word for word in words if word not in self._ids))
+
+    def generate(self, prompt: str, num_words: int = 30, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None) -> str:
+        """Sample num_words words after `prompt` through the `step` signature, one token at a
+        time (same cost per token however long the text). Returns the continuation; a sampled
+        <eos> starts a new line. Reproducible for a given seed."""
+        _check_text(prompt)
+        num_words = _check_count("num_words", num_words, 0, 100_000)
+        if not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        if top_k is not None:  # top_k >= the vocabulary size samples from every word
+            top_k = min(_check_count("top_k", top_k, 1, 10**9), len(self.vocabulary))
+        unknown = self._ids[ptb.UNK]
+        context = [ptb.EOS] + ptb.tokenize(prompt, final_eos=False)
+        state = tf.zeros([1, self.state_size])
+        for word in context:
+            logits, state = self._advance(self._ids.get(word, unknown), state)
+        generator = np.random.default_rng(seed)
+        words = []
+        for _ in range(num_words):
+            index = _sample(logits, temperature, top_k, generator)
+            words.append(self.vocabulary[index])
+            logits, state = self._advance(index, state)
+        return "\n".join(" ".join(line.split()) for line in " ".join(words).split(ptb.EOS))
+
+    def describe(self, inputs: list[str], top: int = 5) -> list[str]:
+        """`python -m zoo predict`: the `top` next words after each text, and its unknown words."""
+        lines = []
+        for text in inputs:
+            words = ", ".join(f"{word} {probability:.3f}" for word, probability in self.next_words(text, k=top))
+            lines.append(f"{text!r} -> {words}")
+            unknown = self.unknown_words(text)
+            if unknown:
+                lines.append(f"  (not in the vocabulary, read as <unk>: {' '.join(unknown)})")
+        return lines
+
+    def demo(self, data_dir: Path | None = None) -> list[str]:
+        """`make demo`: next words and a sampled continuation of a few prompts."""
+        lines = []
+        for prompt in DEMO_PROMPTS:
+            words = ", ".join(f"{word} {probability:.2f}" for word, probability in self.next_words(prompt, k=3))
+            text = self.generate(prompt, num_words=12, temperature=0.8, top_k=40, seed=0)
+            shown = text.replace("\n", " / ")  # a sampled <eos> ends a line
+            lines += [f"  {prompt!r}: next {words}", f"    -> {shown}"]
+        return lines
+
+    def evaluate(self, data_dir=None, batch_size: int | None = None) -> dict:
+        """Test perplexity on the whole real PTB test split, scored as one string through the
+        `score` signature (batch_size is accepted for the common evaluate() interface; unused)."""
+        if self.card.get("dataset", {}).get("name") != "ptb":
+            raise ValueError(f"{self.name}: evaluate() knows the PTB test split; the card names "
+                             f"{self.card.get('dataset')!r}")
+        return {"test_perplexity": metrics.perplexity(self._score, ptb.split_text("test", data_dir), "test")}
+
+    def _advance(self, token_id: int, state):
+        result = self._step(token_id=tf.constant([token_id], tf.int32), state=state)
+        return result["logits"][0].numpy().astype(np.float64), result["state"]
+
+
+def _sample(logits: np.ndarray, temperature: float, top_k: int | None, generator) -> int:
+    scaled = logits / temperature
+    if top_k is not None and top_k < len(scaled):
+        threshold = np.sort(scaled)[-top_k]
+        scaled = np.where(scaled >= threshold, scaled, -np.inf)
+    probabilities = np.exp(scaled - scaled.max())
+    return int(generator.choice(len(scaled), p=probabilities / probabilities.sum()))
+
+
+def _check_text(text) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if len(text) > MAX_CHARACTERS:
+        raise ValueError(f"text has {len(text):,} characters; the limit is {MAX_CHARACTERS:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"text must be valid Unicode; {error.object[error.start]!r} at position "
+                         f"{error.start} is a lone surrogate") from None
+    if not ptb.tokenize(text):
+        raise ValueError("text is empty (no words)")
+
+
+def _check_count(name: str, value, low: int, high: int) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high:,}, got {value}")
+    return int(value)
