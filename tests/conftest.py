@@ -53,13 +53,17 @@ def data_dir():
 
 
 def export_fresh(name: str, destination, **card_extra):
-    """Export an untrained (freshly initialised) registry model with a minimal card."""
+    """Export an untrained (freshly initialised) registry model with a minimal card (language
+    models get a made-up vocabulary: <unk>, <eos>, w2, w3, ...)."""
     from training.cards import make_card
     from training.recipes import resolve
     from zoo.export import export
+    from zoo.serving.language import set_vocabulary
 
     spec = registry.get(name)
     model = spec.build()
+    if spec.task == "language":
+        set_vocabulary(model, ["<unk>", "<eos>"] + [f"w{index}" for index in range(2, spec.config.vocab_size)])
     metrics = {f"test_{spec.metric}": {"value": 0.0, "split": "test", "examples": 0}}
     card = make_card(spec, resolve(spec), model, metrics, {}, 0.0, extra=card_extra)
     export(model, spec, card, destination)

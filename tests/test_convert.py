@@ -4,7 +4,7 @@ import pytest
 
 import zoo
 from tests.conftest import IMAGE_MODELS, export_fresh, random_images
-from zoo import artifact, registry
+from zoo import artifact, convert, registry
 
 
 def parity_inputs(model, data_dir, count=100):
@@ -24,20 +24,16 @@ def artifact_for(name, tmp_path):
     return tmp_path / name
 
 
-# Converted outputs agree with the SavedModel's to this fraction of each output's scale
-# (max(1, max |value|) over the batch): float32 kernels differ in summation order, so the error
-# grows with the magnitude (ONNX logits of ~68 differ by ~1e-4). README "Guarantees" quotes it.
-PARITY_TOLERANCE = 1e-4
-
-
 def assert_outputs_match(outputs, expected):
-    """Class ids equal; every float output within PARITY_TOLERANCE of its own scale."""
+    """Class ids equal; every float output within convert.PARITY_TOLERANCE of its own scale
+    (README "Guarantees" quotes it)."""
     np.testing.assert_array_equal(outputs["class_id"], expected.class_id)
     for key in ("scores", "probabilities", "distance"):
         reference = getattr(expected, key)
         if reference is not None:
             scale = max(1.0, float(np.abs(reference).max()))
-            np.testing.assert_allclose(outputs[key], reference, rtol=0, atol=PARITY_TOLERANCE * scale, err_msg=key)
+            np.testing.assert_allclose(outputs[key], reference, rtol=0, atol=convert.PARITY_TOLERANCE * scale,
+                                       err_msg=key)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from training import image_task, language_task, loop
 from training.recipes import resolve
-from zoo import registry
+from zoo import artifact, export, registry
 
 TRAINERS = {"image": image_task.train, "language": language_task.train}
 # Train without exporting; returns the final weights' metrics (the paper-schedule runs).
@@ -24,6 +24,7 @@ def train(name: str, overrides: Mapping[str, Any] | None = None, data_dir=None,
     multi-worker run's non-chief workers, which only train)."""
     spec = registry.get(name)
     recipe = resolve(spec, overrides)
+    export.check_target(Path(destination or artifact.export_dir(name)))  # before hours of training
     keras.utils.set_random_seed(recipe.seed)
     work_dir = Path(work_dir or loop.CHECKPOINT_ROOT / name)
     return TRAINERS[spec.task](spec, recipe, data_dir, destination, work_dir, strategy, verbose)

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 
 from zoo import tasks
-from zoo.artifact import CARD_NAME, committed_dir, write_manifest
+from zoo.artifact import CARD_NAME, MANIFEST_NAME, export_dir, interrupted_export, is_artifact, write_manifest
 from zoo.card import write_card_readme
 from zoo.registry import ModelSpec
 
@@ -25,12 +25,14 @@ class ExportError(RuntimeError):
 
 def export(model: keras.Model, spec: ModelSpec, card: dict, destination: Path | None = None,
            extra_files: dict[str, bytes] | None = None) -> Path:
-    """Export `model` to `destination` (default: its committed folder, exported_models/<name>/)
-    atomically."""
-    destination = Path(destination or committed_dir(spec.name))
+    """Export `model` to `destination` (default: exported_models/<name>/) atomically. The
+    destination must be absent, an empty folder or a zoo artifact (which is replaced)."""
+    destination = Path(destination or export_dir(spec.name))
+    check_target(destination)
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent))
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the artifact from other users
     except OSError as error:
         raise ExportError(f"could not create a folder beside {destination}: {error}") from error
     try:
@@ -53,6 +55,17 @@ def export(model: keras.Model, spec: ModelSpec, card: dict, destination: Path | 
     return destination
 
 
+def check_target(destination: Path) -> None:
+    """Refuse (ExportError) to export over anything but nothing, an empty folder or a zoo
+    artifact: whatever else is there belongs to the user and is never deleted."""
+    destination = Path(destination)
+    if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
+        raise ExportError(f"{destination} exists and is not a folder; give a new folder for the artifact")
+    if destination.is_dir() and any(destination.iterdir()) and not is_artifact(destination):
+        raise ExportError(f"{destination} is a folder that is neither empty nor a zoo artifact (no {MANIFEST_NAME} "
+                          f"and {CARD_NAME}): refused, nothing in it is touched; give a new or empty folder")
+
+
 def save_weights_only(model: keras.Model, path: Path) -> None:
     """model.weights.h5 without the optimizer's slots (Keras saves them once compiled):
     what get_model(pretrained=True) needs, at a third of the size for Adam."""
@@ -66,7 +79,7 @@ def save_weights_only(model: keras.Model, path: Path) -> None:
 
 def replace_directory(new: Path, destination: Path) -> None:
     """Swap `new` into `destination`; the old artifact is kept until the new one is in place."""
-    previous = destination.parent / f".old-{destination.name}"
+    previous = interrupted_export(destination)
     restore_interrupted(destination)
     if destination.exists():
         os.replace(destination, previous)
@@ -81,7 +94,7 @@ def replace_directory(new: Path, destination: Path) -> None:
 
 def restore_interrupted(destination: Path) -> None:
     """After a crash between the two renames, put the previous artifact back."""
-    previous = destination.parent / f".old-{destination.name}"
+    previous = interrupted_export(destination)
     if previous.exists() and not destination.exists():
         os.replace(previous, destination)
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from zoo import metrics
+from zoo.artifact import ArtifactError
 from zoo.data.images import image_pipeline, load_images
 from zoo.registry import ModelSpec
 
@@ -116,9 +117,17 @@ class ImageClassifier:
         self.label_names = list(card["label_names"])
         self._signature = saved_model.signatures["serving_default"]
         self._saved_model = saved_model  # keeps the signature's variables alive
-        spec = self._signature.structured_input_signature[1]["image"]
+        inputs, outputs = self._signature.structured_input_signature[1], self._signature.structured_outputs
+        spec = inputs.get("image")
+        if set(inputs) != {"image"} or spec.dtype != tf.uint8 or spec.shape.rank != 4 or None in spec.shape[1:]:
+            raise ArtifactError(f"{path}: serving_default must take one uint8 input `image` [N, H, W, C], "
+                                f"got {inputs}")
         height, width, channels = (int(d) for d in spec.shape[1:])
         self.input_shape = (height, width, channels)
+        classes = outputs["scores"].shape[-1] if "scores" in outputs and "class_id" in outputs else None
+        if classes != len(self.label_names) or not self.label_names:
+            raise ArtifactError(f"{path}: the card has {len(self.label_names)} label_names, the graph's `scores` "
+                                f"{classes} classes (outputs {sorted(outputs)})")
         self.runtime = "tensorflow"
         self._run = lambda batch: {key: value.numpy() for key, value in self._signature(image=batch).items()}
 

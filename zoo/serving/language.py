@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import metrics
+from zoo.artifact import ArtifactError
 from zoo.data import ptb
 from zoo.data.ptb import EOS, UNK
 from zoo.models.language import ReversibleEmbedding, recurrent_layers, state_size
@@ -288,9 +289,20 @@ class LanguageModel:
         self._saved_model = saved_model  # keeps the signatures' variables and tables alive
         signatures = saved_model.signatures
         self._next_word, self._score, self._step = (signatures[key] for key in ("next_word", "score", "step"))
-        self.vocabulary = artifact_vocabulary(self.path)
+        try:
+            self.vocabulary = artifact_vocabulary(self.path)
+        except (OSError, UnicodeDecodeError) as error:
+            raise ArtifactError(f"{self.path}: cannot read assets/{VOCABULARY_ASSET}: {error}") from None
         self._ids = {word: index for index, word in enumerate(self.vocabulary)}
-        self.state_size = int(self._step.structured_input_signature[1]["state"].shape[-1])
+        step_inputs, step_outputs = self._step.structured_input_signature[1], self._step.structured_outputs
+        if set(step_inputs) != {"token_id", "state"} or "logits" not in step_outputs:
+            raise ArtifactError(f"{self.path}: `step` must map token_id, state -> logits, state; "
+                                f"got {sorted(step_inputs)}")
+        size = step_outputs["logits"].shape[-1]
+        if len(self._ids) != len(self.vocabulary) or len(self.vocabulary) != size or not {UNK, EOS} <= set(self._ids):
+            raise ArtifactError(f"{self.path}: assets/{VOCABULARY_ASSET} must hold {size} distinct words including "
+                                f"{UNK} and {EOS}; it has {len(self.vocabulary)} lines")
+        self.state_size = int(step_inputs["state"].shape[-1])
 
     def __repr__(self) -> str:
         return f"LanguageModel({self.name!r}, {len(self.vocabulary):,} words, state {self.state_size})"
