@@ -9,6 +9,8 @@ from hypothesis.extra import numpy as hnp
 
 import zoo
 from tests.conftest import random_images
+from zoo.data import ptb
+from zoo.serving.language import MAX_CHARACTERS, MAX_TOKENS
 
 DTYPES = [np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_,
           np.complex64]
@@ -118,7 +120,8 @@ texts = st.one_of(
              max_size=60).map(" ".join),
     st.binary(max_size=50),
     st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=3),
-    st.just("word " * 200_001),  # over the documented 1,000,000-character limit
+    st.just("word " * (MAX_CHARACTERS // 5 + 1)),  # over the documented character limit
+    st.just("a " * MAX_TOKENS),  # within it, but MAX_TOKENS + 1 tokens (words and the <eos>)
 )
 
 
@@ -131,7 +134,7 @@ def test_text_api_arbitrary_input(language_model, text, k):
         assert str(error)
         # Words are separated by ASCII whitespace and NUL (as in the exported graph).
         has_word = isinstance(text, str) and any(character not in " \t\n\v\f\r\x00" for character in text)
-        valid = has_word and 1 <= k and len(text) <= 1_000_000
+        valid = has_word and 1 <= k and len(text) <= MAX_CHARACTERS and len(ptb.tokenize(text)) <= MAX_TOKENS
         assert not (valid and k <= len(language_model.vocabulary)), f"valid input rejected: {error}"
         return
     assert isinstance(text, str) and len(words) == k

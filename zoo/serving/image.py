@@ -8,14 +8,17 @@ artifact's `serving_default` signature, and the predictor `zoo.load` returns for
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import threading
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
 from zoo import metrics
 from zoo.artifact import ArtifactError
@@ -203,6 +206,16 @@ class ImageClassifier:
 
 # Input conversion.
 
+# Files and PIL images are decoded only up to this size (checked from the header first): 40 MP
+# admits 8K frames (33 MP) and 24 MP camera photos, and bounds decoding and conversion to ~0.7 GB
+# (measured: at most ~17 bytes a pixel, compositing RGBA or scaling mode F).
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_NPY_BYTES = 2**30  # a .npy file's array data (1 GiB: 1.3 M MNIST images as uint8)
+_WIDE_MODES = ("F", "I", "I;16", "I;16L", "I;16B", "I;16N")  # scaled here, not by PIL's convert
+_VIA_RGB = ("CMYK", "YCbCr", "LAB", "HSV")  # taken to L through RGB (PIL has no LAB -> L)
+_WARNINGS_LOCK = threading.Lock()
+
+
 def draw_digits(size: int = 28) -> np.ndarray:
     """The digits 0-9 drawn with PIL's built-in font, MNIST style: white on black, centred
     by mass in a 20x20 box. uint8 [10, size, size, 1]."""
@@ -229,15 +242,44 @@ def draw_digits(size: int = 28) -> np.ndarray:
 
 
 def read_npy(path: str) -> np.ndarray:
+    """A .npy array (no pickles). Its header is read first: an array that claims more data than
+    the file holds, or more than MAX_NPY_BYTES, is refused before numpy allocates it."""
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(file)
+            stored = os.fstat(file.fileno()).st_size - file.tell()
+    except Exception as error:  # numpy's header parser raises many types (EOFError, TokenError, ...)
+        raise ValueError(f"could not read {path!r} as a .npy image array: {_one_line(error)}") from None
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > MAX_NPY_BYTES:
+        raise ValueError(f"{path!r} holds a {dtype} array of shape {shape} ({declared:,} bytes); the limit "
+                         f"is MAX_NPY_BYTES = {MAX_NPY_BYTES:,}")
+    if declared > stored:
+        raise ValueError(f"{path!r} is truncated: its header declares {declared:,} bytes of data, the file "
+                         f"holds {stored:,}")
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"could not read {path!r} as a .npy image array: {error}") from None
+    except Exception as error:  # e.g. pickled (object) data
+        raise ValueError(f"could not read {path!r} as a .npy image array: {_one_line(error)}") from None
 
 
 def to_uint8_batch(images, input_shape: tuple[int, int, int]) -> np.ndarray:
     """Accepts uint8 (0-255) or float ([0, 1]) arrays shaped (H, W), (H, W, C), (N, H, W)
-    when C == 1, or (N, H, W, C); a PNG/JPEG path, a PIL image, or a list of these."""
+    when C == 1, or (N, H, W, C); an image file path (any format PIL reads), a PIL image, or a
+    list of these.
+
+    Files and PIL images: at most MAX_IMAGE_PIXELS pixels, checked from the header before
+    decoding starts. Their pixels, by PIL mode:
+    - transparency (RGBA, LA, PA, or P/L/RGB with a transparent colour) is composited on white
+      first: a transparent background reads as white;
+    - 8-bit modes (1, L, P, RGB, CMYK, YCbCr, ...) as PIL converts them to L (C == 1) or RGB;
+    - F (32-bit float): [0, 1] floats, scaled to 0-255 as float arrays are;
+    - I;16, I;16L, I;16B, I;16N (16-bit): 0-65535, divided by 257 to 0-255;
+    - I (32-bit int, what some 16-bit files decode to): likewise 0-65535, divided by 257;
+    single-channel F and I modes are repeated to RGB when C == 3."""
     if (type(images) is np.ndarray and images.dtype == np.uint8 and images.shape[1:] == input_shape
             and len(images) and images.flags.c_contiguous):
         return images  # already a checked batch: the single-image latency path
@@ -253,26 +295,66 @@ def to_uint8_batch(images, input_shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def _is_file_or_pil(item) -> bool:
-    if isinstance(item, (str, os.PathLike)):
-        return True
-    return type(item).__module__.startswith("PIL.")
+    return isinstance(item, (str, os.PathLike, Image.Image))
 
 
 def _read_image(item, input_shape) -> np.ndarray:
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if not path.is_file():
-            raise ValueError(f"image file {str(path)!r} does not exist")
+    """A file path or PIL image -> uint8 [H, W] (C == 1) or [H, W, 3]; see to_uint8_batch."""
+    if not isinstance(item, (str, os.PathLike)):
+        filename = getattr(item, "filename", None)  # set by Image.open
+        return _pil_pixels(item, f"PIL image {filename!r}" if filename else "PIL image", input_shape[-1])
+    path = Path(item)
+    if not path.is_file():
+        raise ValueError(f"image file {str(path)!r} does not exist")
+    try:
+        # Image.open reads the header only. Its decompression-bomb warning (PIL's own, larger
+        # limit) is made an error; the lock keeps this process-wide filter change to one thread.
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(f"{str(path)!r} is too large to decode ({' '.join(str(error).split())}); images are "
+                         f"decoded only up to MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,} pixels") from None
+    except Exception as error:  # PIL raises many types for bad files (SyntaxError, struct.error, ...)
+        raise ValueError(f"{str(path)!r} is not a readable image: {_one_line(error)}") from None
+    with opened:
+        return _pil_pixels(opened, repr(str(path)), input_shape[-1])
+
+
+def _pil_pixels(image: Image.Image, name: str, channels: int) -> np.ndarray:
+    """A PIL image (lazy or loaded) -> uint8 [H, W] or [H, W, 3], its size checked before decoding."""
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{name} is {width}x{height} ({width * height:,} pixels); images are decoded only up "
+                         f"to MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,} pixels")
+    try:
+        image.load()  # decoding happens here, within the bound just checked
+        if image.mode in _WIDE_MODES:
+            array = np.asarray(image)  # [H, W] float32, uint16 or int32
+        else:
+            if image.has_transparency_data:
+                rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+                image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+            elif image.mode in _VIA_RGB:
+                image = image.convert("RGB")
+            return np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except Exception as error:  # PIL's decoders raise many types (SyntaxError, EOFError, OSError, ...)
+        raise ValueError(f"{name} is not a readable image: {_one_line(error)}") from None
+    if image.mode == "F":
         try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = opened.copy()
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"{str(path)!r} is not a readable PNG/JPEG image: {error}") from None
+            array = _to_uint8(array)
+        except ValueError as error:
+            raise ValueError(f"{name} (mode F, 32-bit float): {error}") from None
     else:
-        image = item
-    mode = "L" if input_shape[-1] == 1 else "RGB"
-    return np.asarray(image.convert(mode), dtype=np.uint8)
+        if image.mode == "I" and array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError(f"{name} (mode I, 32-bit int) is read as 16-bit pixels (0-65535), got range "
+                             f"[{array.min()}, {array.max()}]")
+        array = ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257): 65535 -> 255
+    return array if channels == 1 else np.repeat(array[..., None], 3, axis=-1)
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def _as_array(images) -> np.ndarray:
@@ -296,7 +378,9 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise ValueError(f"float images must have values in [0, 1], got range "
                              f"[{array.min():.4g}, {array.max():.4g}]; pass uint8 for 0-255 pixels")
-        return np.round(array.astype(np.float64) * 255.0).astype(np.uint8)
+        scaled = array.astype(np.float64)  # one float64 copy, scaled and rounded in place
+        scaled *= 255.0
+        return np.round(scaled, out=scaled).astype(np.uint8)
     raise ValueError(f"expected uint8 (0-255) or float ([0, 1]) pixels, got dtype {array.dtype}")
 
 

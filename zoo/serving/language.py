@@ -38,7 +38,16 @@ TOP_WORDS = 10
 # score: logits of at most this many tokens exist at once ([tokens, V] float32: 40 MB at V=10k).
 CHUNK_TOKENS = 1024
 DEMO_PROMPTS = ("the stock market", "the company said", "in new york")
-MAX_CHARACTERS = 1_000_000  # longest text the methods accept (the PTB test file has 449,945)
+# Text limits, checked before anything runs in the graph. The whole PTB test file must pass as
+# one string (449,945 characters, 82,430 tokens). Scoring ran at ~3,300 tokens/s (lstm_ptb, 2 CPU
+# cores shared with a training run): MAX_TOKENS is ~30 s of work.
+MAX_CHARACTERS = 500_000
+MAX_TOKENS = 100_000  # words and <eos>s, as ptb.tokenize counts them
+# generate feeds the prompt, then each sampled word, one token at a time through `step` (~1,000
+# tokens/s in make bench): prompt tokens and num_words are each limited to ~10 s of work.
+MAX_GENERATE_TOKENS = 10_000
+TEMPERATURE_RANGE = (0.01, 100.0)  # 0.01 is near greedy, 100 near uniform (1e-320 overflowed logits / T)
+MAX_SEED = 2**63 - 1
 
 
 def preprocessing_doc(spec: ModelSpec) -> str:
@@ -328,22 +337,26 @@ class LanguageModel:
 
     def unknown_words(self, text: str) -> list[str]:
         """The words of `text` (lower-cased) that the model reads as <unk>, first occurrence order."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        words = ptb.tokenize(text)
+        words = _check_text(text, allow_empty=True)
         return list(dict.fromkeys(word for word in words if word not in self._ids))
 
     def generate(self, prompt: str, num_words: int = 30, temperature: float = 1.0,
                  top_k: int | None = None, seed: int | None = None) -> str:
         """Sample num_words words after `prompt` through the `step` signature, one token at a
         time (same cost per token however long the text). Returns the continuation; a sampled
-        <eos> starts a new line. Reproducible for a given seed."""
-        _check_text(prompt)
-        num_words = _check_count("num_words", num_words, 0, 100_000)
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        <eos> starts a new line. Reproducible for a given seed. Ranges: num_words and the prompt's
+        tokens each up to MAX_GENERATE_TOKENS; temperature in [0.01, 100]; top_k None or an int >= 1;
+        seed None or an int in [0, 2**63 - 1] (numpy scalars accepted, bools not)."""
+        tokens = _check_text(prompt, "prompt")
+        if len(tokens) > MAX_GENERATE_TOKENS:  # fed one at a time: [<eos>] + tokens without the last <eos>
+            raise ValueError(f"prompt has {len(tokens):,} tokens; generate's limit is "
+                             f"MAX_GENERATE_TOKENS = {MAX_GENERATE_TOKENS:,} (it feeds them one at a time)")
+        num_words = _check_count("num_words", num_words, 0, MAX_GENERATE_TOKENS)
+        temperature = _check_real("temperature", temperature, *TEMPERATURE_RANGE)
         if top_k is not None:  # top_k >= the vocabulary size samples from every word
             top_k = min(_check_count("top_k", top_k, 1, 10**9), len(self.vocabulary))
+        if seed is not None:
+            seed = _check_count("seed", seed, 0, MAX_SEED, "None or an int")
         unknown = self._ids[ptb.UNK]
         context = [ptb.EOS] + ptb.tokenize(prompt, final_eos=False)
         state = tf.zeros([1, self.state_size])
@@ -400,23 +413,40 @@ def _sample(logits: np.ndarray, temperature: float, top_k: int | None, generator
     return int(generator.choice(len(scaled), p=probabilities / probabilities.sum()))
 
 
-def _check_text(text) -> None:
+def _check_text(text, name: str = "text", allow_empty: bool = False) -> list[str]:
+    """A str within MAX_CHARACTERS and MAX_TOKENS (and with a word, unless allow_empty): its
+    tokens (ptb.tokenize), counted here before anything runs in the graph."""
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if len(text) > MAX_CHARACTERS:
-        raise ValueError(f"text has {len(text):,} characters; the limit is {MAX_CHARACTERS:,}")
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    if len(text) > MAX_CHARACTERS:  # checked first: tokenizing costs time in proportion
+        raise ValueError(f"{name} has {len(text):,} characters; the limit is MAX_CHARACTERS = {MAX_CHARACTERS:,}")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise ValueError(f"text must be valid Unicode; {error.object[error.start]!r} at position "
+        raise ValueError(f"{name} must be valid Unicode; {error.object[error.start]!r} at position "
                          f"{error.start} is a lone surrogate") from None
-    if not ptb.tokenize(text):
-        raise ValueError("text is empty (no words)")
+    tokens = ptb.tokenize(text)
+    if not tokens and not allow_empty:
+        raise ValueError(f"{name} is empty (no words)")
+    if len(tokens) > MAX_TOKENS:
+        raise ValueError(f"{name} has {len(tokens):,} tokens (words and <eos>s); the limit is "
+                         f"MAX_TOKENS = {MAX_TOKENS:,}")
+    return tokens
 
 
-def _check_count(name: str, value, low: int, high: int) -> int:
+def _check_count(name: str, value, low: int, high: int, kind: str = "an int") -> int:
+    """An int (numpy integers too; not a bool) in [low, high]."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
     if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high:,}, got {value}")
+        raise ValueError(f"{name} must be {kind} in [{low:,}, {high:,}], got {value}")
     return int(value)
+
+
+def _check_real(name: str, value, low: float, high: float) -> float:
+    """A finite real number (int, float, or numpy scalar; not a bool) in [low, high]."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not low <= value <= high:  # also refuses NaN and infinities; no float() overflow for big ints
+        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value}")
+    return float(value)
