@@ -5,14 +5,45 @@ PYTHON_BIN ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Raw official data files (optional); without it tfds downloads as usual.
-DATA_DIR ?= $(ZOO_DATA_DIR)
-export ZOO_DATA_DIR := $(DATA_DIR)
+# Raw official data files (optional); without it tfds downloads as usual. It reaches the
+# programs through the environment only, never a shell command line, and is taken literally
+# ($(value ...)): a quote, `;` or `$(...)` in a path is text, not shell or make code.
+export ZOO_DATA_DIR := $(if $(filter undefined default,$(origin DATA_DIR)),$(value ZOO_DATA_DIR),$(value DATA_DIR))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 EPOCHS ?=
 DISTRIBUTE ?= none
-TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) --distribute $(DISTRIBUTE)
+# Not handed to the programs' environment: make would expand their text there (`$(shell ...)`).
+unexport DATA_DIR EPOCHS DISTRIBUTE
+
+# Every value that reaches a shell command line is checked here first, with make's own functions
+# (a shell would already have run what it holds): model names, EPOCHS, DISTRIBUTE.
+empty :=
+space := $(empty) $(empty)
+tab := $(empty)	$(empty)
+define newline
+
+
+endef
+lowercase := a b c d e f g h i j k l m n o p q r s t u v w x y z
+digits := 0 1 2 3 4 5 6 7 8 9
+# $(call leftover,TEXT,CHARS): TEXT without the CHARS (a list), whitespace shown as `?` ($(if)
+# would not see it).
+leftover = $(call drop_chars,$(subst $(space),?,$(subst $(tab),?,$(subst $(newline),?,$(1)))),$(2))
+drop_chars = $(if $(2),$(call drop_chars,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,$(words $(2)),$(2))),$(1))
+# $(call model_name,STEM): the stem of a pattern target when it is a registry name, else stop.
+model_name = $(if $(and $(1),$(if $(call leftover,$(1),$(lowercase) $(digits) _),,ok)),$(1),$(error \
+  model name '$(1)' must be letters a-z, digits and _ only (see `make list`)))
+PATTERN_TARGETS := train paper evaluate export-onnx export-tflite experiment
+# Goals given on the command line are checked before anything runs (the venv bootstrap included).
+checked_goals := $(foreach goal,$(MAKECMDGOALS),$(foreach target,$(PATTERN_TARGETS),\
+  $(if $(filter $(target)-%,$(goal)),$(call model_name,$(patsubst $(target)-%,%,$(goal))))))
+checked_epochs = $(if $(call leftover,$(value EPOCHS),$(digits)),$(error \
+  EPOCHS='$(value EPOCHS)' must be a whole number of epochs, e.g. EPOCHS=3),$(value EPOCHS))
+checked_distribute = $(if $(filter none mirrored multi_worker,$(if $(call leftover,$(value DISTRIBUTE),$(lowercase) _),,\
+  $(value DISTRIBUTE))),$(value DISTRIBUTE),$(error DISTRIBUTE='$(value DISTRIBUTE)' must be none, mirrored or multi_worker))
+# Expanded in the train-% recipe only, so that other targets ignore these variables.
+TRAIN_ARGS = $(if $(value EPOCHS),--epochs $(checked_epochs)) --distribute $(checked_distribute)
 
 .PHONY: help venv test test-fast lint lock demo list verify readme-table bench experiments
 help:
@@ -54,28 +85,28 @@ verify: $(STAMP)
 	$(PY) -m zoo verify
 
 train-%: $(STAMP)
-	$(PY) -m training.train --model $* $(TRAIN_ARGS)
+	$(PY) -m training.train --model $(call model_name,$*) $(TRAIN_ARGS)
 
 paper-%: $(STAMP)
-	$(PY) -m training.paper $*
+	$(PY) -m training.paper $(call model_name,$*)
 
 evaluate-%: $(STAMP)
-	$(PY) -m zoo evaluate $*
+	$(PY) -m zoo evaluate $(call model_name,$*)
 
 readme-table: $(STAMP)
 	$(PY) -m training.readme
 
 export-onnx-%: $(STAMP)
-	$(PY) -m zoo convert onnx $*
+	$(PY) -m zoo convert onnx $(call model_name,$*)
 
 export-tflite-%: $(STAMP)
-	$(PY) -m zoo convert tflite $*
+	$(PY) -m zoo convert tflite $(call model_name,$*)
 
 bench: $(STAMP)
 	$(PY) -m training.bench --update-readme
 
 experiment-%: $(STAMP)
-	$(PY) -m training.experiments $*
+	$(PY) -m training.experiments $(call model_name,$*)
 
 experiments: $(STAMP)
 	$(PY) -m training.experiments all

@@ -146,7 +146,13 @@ def test_a_run_that_replaces_a_better_artifact_says_so_and_how_to_restore_it():
     assert "WORSE" in replacement_note(perplexity, 89.0, 90.0)
 
 
-def test_completed_epochs_counts_the_interrupted_runs_log(tmp_path):
+def test_completed_epochs_counts_the_interrupted_runs_committed_epochs(tmp_path):
     assert loop.completed_epochs(tmp_path) == 0
+    model, dataset = tiny_regression()
+    model.compile(optimizer="sgd", loss="mse")
+    loop.fit(model, Recipe(epochs=3), dataset, dataset, tmp_path / "run", verbose=0)
+    assert loop.completed_epochs(tmp_path / "run") == 3
+    # A log without the checkpoint it records is no run to resume (tests/test_checkpoints.py).
     (tmp_path / "log.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n")
-    assert loop.completed_epochs(tmp_path) == 3
+    with pytest.raises(loop.CheckpointError, match="records 3 epochs"):
+        loop.completed_epochs(tmp_path)

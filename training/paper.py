@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import keras
 
 from training import REPO_ROOT, cards, loop, tasks
 from training.recipes import resolve
+from training.train import EXPECTED_ERRORS, report_error
 from zoo import artifact, registry
 
 REPORT_DIR = REPO_ROOT / "reports" / "time_to_accuracy"
@@ -56,15 +56,16 @@ def run(name: str, minutes: float | None = None, data_dir=None, report_dir: Path
     recipe = resolve(spec, {**PAPER_SCHEDULES[name], "time_limit_minutes": minutes})
     keras.utils.set_random_seed(recipe.seed)
     work_dir = Path(work_dir or loop.CHECKPOINT_ROOT / f"{name}_paper_schedule")
-    metrics = tasks.FIT_AND_MEASURE[spec.task](spec, recipe, data_dir, work_dir, verbose)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    log_path = report_dir / f"{name}_paper_schedule.csv"
-    shutil.copyfile(work_dir / "log.csv", log_path)
-    summary = {"name": name, "minutes_budget": minutes, "recipe": PAPER_SCHEDULES[name],
-               "final_metrics": metrics, "hardware": cards.hardware_summary(), "created": cards.utc_now(),
-               "command": f"make paper-{name}"}
-    log_path.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=list) + "\n")
-    loop.clear_checkpoints(work_dir)
+    with loop.work_dir_lock(work_dir):  # one run per folder, from the first check to the cleanup
+        metrics = tasks.FIT_AND_MEASURE[spec.task](spec, recipe, data_dir, work_dir, verbose)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        log_path = report_dir / f"{name}_paper_schedule.csv"
+        loop.atomic_write(log_path, (work_dir / loop.LOG_FILE).read_bytes())
+        summary = {"name": name, "minutes_budget": minutes, "recipe": PAPER_SCHEDULES[name],
+                   "final_metrics": metrics, "hardware": cards.hardware_summary(), "created": cards.utc_now(),
+                   "command": f"make paper-{name}"}
+        loop.atomic_write(log_path.with_suffix(".json"), (json.dumps(summary, indent=2, default=list) + "\n").encode())
+        loop.clear_checkpoints(work_dir)
     return log_path
 
 
@@ -74,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, help="training-time budget (default: the committed card's)")
     parser.add_argument("--data-dir", help="raw-data directory (default: $ZOO_DATA_DIR, else download)")
     args = parser.parse_args(argv)
-    path = run(args.name, args.minutes, args.data_dir, verbose=1 if sys.stdout.isatty() else 2)
+    try:
+        path = run(args.name, args.minutes, args.data_dir, verbose=1 if sys.stdout.isatty() else 2)
+    except EXPECTED_ERRORS as error:
+        return report_error(error)
     print(f"wrote {path}")
     return 0
 

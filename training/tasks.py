@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
-from training import image_task, language_task, loop
+from training import distribute, image_task, language_task, loop
 from training.recipes import resolve
 from zoo import artifact, export, registry
 
@@ -21,10 +21,15 @@ def train(name: str, overrides: Mapping[str, Any] | None = None, data_dir=None,
           destination: Path | None = None, work_dir: Path | None = None,
           strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> Path | None:
     """Train the registered model `name` and export it; returns the artifact folder (None on a
-    multi-worker run's non-chief workers, which only train)."""
+    multi-worker run's non-chief workers, which only train). Holds work_dir's lock throughout:
+    a second training of the same folder is refused (loop.WorkDirBusy) instead of mixing with it."""
     spec = registry.get(name)
     recipe = resolve(spec, overrides)
     export.check_target(Path(destination or artifact.export_dir(name)))  # before hours of training
     keras.utils.set_random_seed(recipe.seed)
     work_dir = Path(work_dir or loop.CHECKPOINT_ROOT / name)
-    return TRAINERS[spec.task](spec, recipe, data_dir, destination, work_dir, strategy, verbose)
+    if distribute.is_multi_worker(strategy):
+        # Its custom loop keeps no checkpoints, and a one-machine cluster's workers share the folder.
+        return TRAINERS[spec.task](spec, recipe, data_dir, destination, work_dir, strategy, verbose)
+    with loop.work_dir_lock(work_dir):
+        return TRAINERS[spec.task](spec, recipe, data_dir, destination, work_dir, strategy, verbose)

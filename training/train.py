@@ -4,9 +4,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training import distribute, tasks
+from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+
+from training import distribute, loop, tasks
 from training.recipes import parse_override, resolve
 from zoo import artifact, registry
+from zoo.export import ExportError
+
+# Failures with a message written for the person at the command line: printed as one line.
+# ValueError is the zoo's (and check_resumable's) way to refuse an input, e.g. a CIFAR-10 file
+# whose sha256 is not the official one.
+EXPECTED_ERRORS = (ValueError, NonMatchingChecksumError, loop.CheckpointError, loop.TrainingDiverged, ExportError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,14 +37,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
 
     previous = artifact.committed_value(spec) if args.output is None else None
-    path = tasks.train(args.model, overrides, data_dir=args.data_dir, destination=args.output,
-                       strategy=distribute.make_strategy(args.distribute),
-                       verbose=1 if sys.stdout.isatty() else 2)  # a progress bar only on a terminal
+    try:
+        path = tasks.train(args.model, overrides, data_dir=args.data_dir, destination=args.output,
+                           strategy=distribute.make_strategy(args.distribute),
+                           verbose=1 if sys.stdout.isatty() else 2)  # a progress bar only on a terminal
+    except EXPECTED_ERRORS as error:
+        return report_error(error)
     print(f"exported {args.model} to {path}")
     new = artifact.committed_value(spec)
     if previous is not None and path is not None and new is not None:
         print(replacement_note(spec, previous, new))
     return 0
+
+
+def report_error(error: BaseException) -> int:
+    """`error: MESSAGE` on one line on stderr; the exit status 2."""
+    print("error: " + " ".join(str(error).split()), file=sys.stderr)
+    return 2
 
 
 def replacement_note(spec, previous: float, new: float) -> str:
