@@ -115,3 +115,18 @@ def test_every_registry_task_has_serving_and_training_code():
     assert set(tasks.TASKS) == set(registry.TASKS) == set(training_tasks.TRAINERS)
     assert set(training_tasks.FIT_AND_MEASURE) == set(registry.TASKS)
     assert all(registry.get(name).task in tasks.TASKS for name in registry.list_models())
+
+
+def test_the_readme_layout_names_every_module():
+    """README "Layout" matches the tree: every module and sub-package of zoo/ and training/."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    missing = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).iterdir()):
+            if path.name.startswith(("_", ".")) or not (path.suffix == ".py" or (path / "__init__.py").exists()):
+                continue
+            shown = path.name if path.suffix == ".py" else f"{path.name}/"
+            if shown not in layout:
+                missing.append(f"{package}/{shown}")
+    assert missing == [], f"README's Layout does not mention {missing}"
