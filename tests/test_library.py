@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -369,6 +370,22 @@ def test_export_serving_writes_tf_servings_layout(tmp_path):
     assert out["class_id"].shape == (1,)
     publish.export_serving(tmp_path / "serving", ["cnn_mnist"])  # again: replaced whole
     assert not [path for path in written.parent.iterdir() if path.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("name", [name for name in registry.list_models() if hub.pinned_versions(name)])
+def test_pretrained_models_save_and_load_as_keras_files(name, tmp_path):
+    """Custom layers (ReversibleEmbedding, BatchNormalization, PadShortcut, Perceptron) are registered
+    Keras serializables: a .keras file loads with keras.saving alone once zoo is imported."""
+    model = zoo.get_model(name, pretrained=True)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")  # safe_mode: no Python lambdas inside
+    assert type(loaded) is type(model)
+    assert [weight.path for weight in loaded.weights] == [weight.path for weight in model.weights]
+    for mine, theirs in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+    shape = [2] + [size or 7 for size in model.inputs[0].shape[1:]]
+    inputs = np.ones(shape, "int32" if "int" in str(model.inputs[0].dtype) else model.inputs[0].dtype)
+    np.testing.assert_array_equal(model.predict(inputs, verbose=0), loaded.predict(inputs, verbose=0))
 
 
 # 4. The wheel, installed in a fresh virtual environment, run from elsewhere.
