@@ -23,6 +23,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from tests.conftest import export_fresh
 from zoo import artifact, export, hub, publish, registry
 from zoo.artifact import ArtifactError
 
@@ -65,6 +66,14 @@ def test_an_export_over_an_artifact_bumps_its_version(tmp_path):
     assert export.next_version(folder) == 4
     (folder / artifact.CARD_NAME).write_text(json.dumps(card))  # committed before versions
     assert export.next_version(folder) == 2
+
+
+def test_each_export_over_an_artifact_writes_the_next_version(tmp_path):
+    folder = tmp_path / "linear_mnist"
+    for version in (1, 2):
+        export_fresh("linear_mnist", folder)
+        assert artifact.card_version(artifact.read_card(folder)) == version
+        artifact.verify_manifest(folder)
 
 
 # 2. Fetching by name: tiny fake artifacts, pinned by a patched pin file, served over file:// and http.
@@ -198,11 +207,22 @@ def test_the_same_pin_refuses_a_replaced_artifact_in_every_local_source(hub_env,
         hub.resolve("cnn_mnist")
     shutil.copytree(replaced, hub.cache_root() / "cnn_mnist" / "1")
     monkeypatch.setattr(artifact, "EXPORT_ROOT", tmp_path / "no-checkout")
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
     with pytest.raises(ArtifactError, match="from the cache"):
         hub.resolve("cnn_mnist")
+    monkeypatch.delenv("ZOO_OFFLINE")
     assert hub.resolve(replaced) == replaced  # a folder path is the caller's own: not pinned
     monkeypatch.setenv("ZOO_MODELS_DIR", str(folder.parent))
     assert hub.resolve("cnn_mnist") == folder
+
+
+def test_a_damaged_cache_entry_is_fetched_again(hub_env):
+    server, folder, pins = hub_env
+    server.publish(publish.archive_bytes(folder), manifest_sha256=pins["cnn_mnist"]["1"])
+    cached = hub.resolve("cnn_mnist")
+    (cached / "model.weights.h5").write_bytes(b"flipped")
+    assert hub.resolve("cnn_mnist") == cached
+    hub.check_pinned(cached, "cnn_mnist", "the cache")
 
 
 def evil_members(kind: str) -> list[tuple[tarfile.TarInfo, bytes | None]]:
@@ -286,6 +306,18 @@ def test_http_errors_name_the_url_and_the_model(hub_env, http_server, monkeypatc
     with pytest.raises(ArtifactError, match=f"could not fetch http://127.0.0.1:{port}/index.json for model "
                                             "'cnn_mnist': .*refused"):
         hub.resolve("cnn_mnist")
+    assert_clean_cache()
+
+
+def test_a_server_that_never_answers_times_out_naming_the_url(hub_env, monkeypatch):
+    with socket.socket() as silent:  # accepts connections (the backlog) and never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("ZOO_MODELS_URL", base)
+        monkeypatch.setattr(hub, "TIMEOUT_S", 0.5)
+        with pytest.raises(ArtifactError, match=f"{base}/index.json.*'cnn_mnist'.*timed out"):
+            hub.resolve("cnn_mnist")
     assert_clean_cache()
 
 

@@ -69,7 +69,8 @@ def split_name(text: str) -> tuple[str, int | None]:
 
 def is_model_name(name_or_path: str | os.PathLike) -> bool:
     """Whether zoo.load takes this as a registry name (optionally name@version), not a folder path."""
-    return isinstance(name_or_path, str) and split_name(name_or_path)[0] in registry.list_models()
+    return isinstance(name_or_path, (str, os.PathLike)) and \
+        split_name(os.fspath(name_or_path))[0] in registry.list_models()
 
 
 def models_url() -> str:
@@ -88,8 +89,8 @@ def cache_root() -> Path:
 def resolve(name_or_path: str | os.PathLike, version: int | None = None) -> Path:
     """A registry name (or 'name@version') -> its pinned, verified artifact folder (see the module
     doc for where it is looked for); anything else is a folder path, returned as given."""
-    if isinstance(name_or_path, str) and is_model_name(name_or_path):
-        name, named_version = split_name(name_or_path)
+    if is_model_name(name_or_path):
+        name, named_version = split_name(os.fspath(name_or_path))
         if named_version is not None and version is not None and named_version != version:
             raise ValueError(f"{name_or_path!r} names version {named_version} but version={version} was given")
         return locate(name, named_version if named_version is not None else version)
@@ -121,7 +122,12 @@ def locate(name: str, version: int | None = None) -> Path:
             return check_pinned(folder, name, source)
     cached = cache_root() / name / str(wanted)
     if cached.is_dir():
-        return check_pinned(cached, name, "the cache")
+        try:
+            return check_pinned(cached, name, "the cache")
+        except ArtifactError:
+            if offline():
+                raise
+            # a damaged cache entry is the cache's own: download() replaces it under the lock
     return download(name, wanted)
 
 
