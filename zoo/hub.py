@@ -106,7 +106,7 @@ def locate(name: str, version: int | None = None) -> Path:
     pins = pinned_versions(spec.name)
     if not pins:
         raise ArtifactError(f"model {name!r} is registered but not trained: this zoo package pins no published "
-                            f"artifact for it; run `make train-{name}` in the repository")
+                            f"artifact (no trained weights) for it; run `make train-{name}` in the repository")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise TypeError(f"version must be a whole number, got {version!r}")
     if version is not None and version not in pins:
