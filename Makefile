@@ -119,6 +119,7 @@ experiments: $(STAMP)
 # pinned setuptools already in .venv, so no network is needed.
 dist: $(STAMP)
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+	rm -rf build zoo.egg-info  # setuptools' leftovers; on PYTHONPATH the egg-info reads as an installed zoo
 
 # dist/models/<name>-<version>.tar.gz for every trained model and dist/models/index.json.
 package: $(STAMP)

@@ -447,15 +447,18 @@ def test_the_wheel_installs_in_a_fresh_venv_and_fetches_models_by_name(tmp_path)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
                     "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)], check=True)
     [wheel] = (tmp_path / "dist").glob("zoo-*-py3-none-any.whl")
+    # nothing of this checkout on the path: the venv sees the wheel and the pinned dependencies only
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("PYTHONPATH", "ZOO_MODELS_DIR", "ZOO_OFFLINE", "VIRTUAL_ENV")}
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=environment)
     python = venv / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+                               check=True, capture_output=True, text=True, env=environment).stdout.strip())
     # the pinned dependencies: this interpreter's, after the venv's own packages (the wheel's zoo first)
     (site / "pinned_dependencies.pth").write_text(sysconfig.get_paths(vars={"base": sys.prefix})["purelib"] + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--no-index", str(wheel)], check=True)
+                    "--no-index", str(wheel)], check=True, cwd=tmp_path, env=environment)
     assert (site / "zoo" / "pins.json").is_file() and not (site / "training").exists()
 
     models = tmp_path / "models"
@@ -471,8 +474,6 @@ def test_the_wheel_installs_in_a_fresh_venv_and_fetches_models_by_name(tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "use.py").write_text(USE_FROM_ANYWHERE)
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("PYTHONPATH", "ZOO_MODELS_DIR", "ZOO_OFFLINE", "VIRTUAL_ENV")}
     environment.update(ZOO_CACHE_DIR=str(tmp_path / "cache"), ZOO_MODELS_URL=f"http://127.0.0.1:{port}",
                        HOME=str(tmp_path / "home"))
     try:
