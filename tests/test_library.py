@@ -294,6 +294,18 @@ def http_server(tmp_path):
     server.server_close()
 
 
+@pytest.mark.parametrize("field, value", [("archive", "../cnn_mnist-1.tar.gz"), ("archive", "a/b.tar.gz"),
+                                          ("size", 0), ("size", hub.MAX_ARCHIVE_BYTES + 1), ("sha256", "beef")])
+def test_an_index_entry_with_bad_fields_is_refused(hub_env, field, value):
+    server, folder, pins = hub_env
+    server.publish(publish.archive_bytes(folder), manifest_sha256=pins["cnn_mnist"]["1"])
+    server.entries[0][field] = value
+    (server.root / "index.json").write_text(json.dumps({"format": 1, "models": server.entries}))
+    with pytest.raises(ArtifactError, match="the entry for cnn_mnist version 1 lacks a plain archive name"):
+        hub.resolve("cnn_mnist")
+    assert_clean_cache()
+
+
 def test_http_errors_name_the_url_and_the_model(hub_env, http_server, monkeypatch):
     _, base = http_server
     monkeypatch.setenv("ZOO_MODELS_URL", base)

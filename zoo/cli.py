@@ -24,8 +24,12 @@ def command_list(args) -> int:
     for name in registry.list_models():
         spec = registry.get(name)
         card = artifact.committed_card(name)
-        rows.append((name, spec.task, spec.dataset, f"{spec.parameter_count:,}",
-                     f"{spec.metric} {metric_text(spec, card and card['metrics'])}", spec.bar_text, spec.reference))
+        pins = hub.pinned_versions(name)
+        metric = f"{spec.metric} {metric_text(spec, card and card['metrics'])}"
+        if card is None and pins:  # an installed package: the artifacts are fetched on first use
+            metric = f"{spec.metric}: published v{max(pins)}, fetched by zoo.load"
+        rows.append((name, spec.task, spec.dataset, f"{spec.parameter_count:,}", metric, spec.bar_text,
+                     spec.reference))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

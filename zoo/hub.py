@@ -234,7 +234,7 @@ def index_entry(base: str, name: str, version: int) -> dict[str, Any]:
     for entry in entries:
         if isinstance(entry, dict) and entry.get("name") == name and entry.get("version") == version:
             archive = entry.get("archive")
-            if not (isinstance(archive, str) and re.fullmatch(r"[A-Za-z0-9_.@-]+", archive)
+            if not (isinstance(archive, str) and re.fullmatch(r"[A-Za-z0-9_@-][A-Za-z0-9_.@-]*", archive)
                     and isinstance(entry.get("size"), int) and 0 < entry["size"] <= MAX_ARCHIVE_BYTES
                     and all(isinstance(entry.get(key), str) and re.fullmatch(r"[0-9a-f]{64}", entry[key])
                             for key in ("sha256", "manifest_sha256"))):
