@@ -1,5 +1,6 @@
 # zoo: `make test`, `make demo`, `make list`, `make train-<name>`, `make evaluate-<name>`,
-# `make experiments`, `make experiment-<name>`, `make lint`.
+# `make experiments`, `make experiment-<name>`, `make lint`, `make dist`, `make package`, `make pins`,
+# `make export-serving DIR=...`.
 # Every target bootstraps .venv from requirements.lock (generated from pyproject.toml) on first use.
 PYTHON_BIN ?= python3.11
 VENV := .venv
@@ -14,7 +15,9 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 EPOCHS ?=
 DISTRIBUTE ?= none
 # Not handed to the programs' environment: make would expand their text there (`$(shell ...)`).
-unexport DATA_DIR EPOCHS DISTRIBUTE
+# make export-serving DIR=...: the folder, taken literally like DATA_DIR.
+export ZOO_SERVING_DIR := $(value DIR)
+unexport DATA_DIR EPOCHS DISTRIBUTE DIR
 
 # Every value that reaches a shell command line is checked here first, with make's own functions
 # (a shell would already have run what it holds): model names, EPOCHS, DISTRIBUTE.
@@ -45,11 +48,12 @@ checked_distribute = $(if $(filter none mirrored multi_worker,$(if $(call leftov
 # Expanded in the train-% recipe only, so that other targets ignore these variables.
 TRAIN_ARGS = $(if $(value EPOCHS),--epochs $(checked_epochs)) --distribute $(checked_distribute)
 
-.PHONY: help venv test test-fast lint lock demo list verify readme-table bench experiments
+.PHONY: help venv test test-fast lint lock demo list verify readme-table bench experiments dist package pins export-serving
 help:
 	@echo "make test | test-fast | lint | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
 	@echo "make bench | paper-<name>   (speed tables; a paper's schedule for the same minutes)"
+	@echo "make dist | package | pins | export-serving DIR=/serving/models   (wheel, published archives, TF Serving)"
 	@echo "models: run 'make list'"
 
 $(STAMP): requirements.lock
@@ -110,3 +114,23 @@ experiment-%: $(STAMP)
 
 experiments: $(STAMP)
 	$(PY) -m training.experiments all
+
+# dist/zoo-<version>-py3-none-any.whl: the zoo package alone (training/ stays here), built with the
+# pinned setuptools already in .venv, so no network is needed.
+dist: $(STAMP)
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+	rm -rf build zoo.egg-info  # setuptools' leftovers; on PYTHONPATH the egg-info reads as an installed zoo
+
+# dist/models/<name>-<version>.tar.gz for every trained model and dist/models/index.json.
+package: $(STAMP)
+	$(PY) -m zoo package dist/models
+
+# zoo/pins.json: the sha256 of each committed artifact's MANIFEST.sha256 (after a retrain).
+pins: $(STAMP)
+	$(PY) -m zoo pins
+
+# DIR/<name>/<version>/: every published model's SavedModel, as TF Serving reads them. The folder
+# reaches the program through the environment only (like DATA_DIR), never a shell command line.
+export-serving: $(STAMP)
+	$(if $(value DIR),,$(error give the folder to write: make export-serving DIR=/path/to/models))
+	$(PY) -m zoo export-serving "$$ZOO_SERVING_DIR"

@@ -11,6 +11,10 @@ _RUN_DIR = tempfile.mkdtemp(prefix="zoo-tests-")
 for _variable, _folder in {"TFDS_DATA_DIR": "tensorflow_datasets", "ZOO_CACHE_DIR": "zoo-cache",
                            "KERAS_HOME": "keras", "MPLCONFIGDIR": "matplotlib", "XDG_CACHE_HOME": "cache"}.items():
     os.environ[_variable] = os.path.join(_RUN_DIR, _folder)
+# Models resolve from this checkout or the run's cache; nothing reaches a real models server.
+for _variable in ("ZOO_MODELS_DIR", "ZOO_OFFLINE"):
+    os.environ.pop(_variable, None)
+os.environ["ZOO_MODELS_URL"] = "http://127.0.0.1:9/no-models-server-in-tests"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

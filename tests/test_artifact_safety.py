@@ -67,9 +67,10 @@ def test_exported_folders_are_readable_by_others(fresh_cnn_artifact):
     assert stat.S_IMODE(fresh_cnn_artifact[1].stat().st_mode) == 0o755
 
 
-def test_a_crash_between_the_two_renames_keeps_the_previous_artifact_in_use(tmp_path, monkeypatch, copy_of):
+def test_a_crash_between_the_two_renames_keeps_the_previous_artifact_in_use(tmp_path, monkeypatch):
+    committed = artifact.committed_dir("cnn_mnist")  # loaded by name, so the pinned one
     monkeypatch.setattr(artifact, "EXPORT_ROOT", tmp_path)
-    copy_of(".old-cnn_mnist")  # the export renamed the old artifact away, then died
+    shutil.copytree(committed, tmp_path / ".old-cnn_mnist")  # the export renamed the old artifact away, then died
     assert artifact.committed_dir("cnn_mnist") == tmp_path / ".old-cnn_mnist"
     assert zoo.load("cnn_mnist").name == "cnn_mnist"
     export.restore_interrupted(artifact.export_dir("cnn_mnist"))  # what the next export does first

@@ -112,3 +112,4 @@ def test_reexport_keeps_the_model_function(from_saved_model, tmp_path):
     after = zoo.load(folder)  # the manifest verifies
     np.testing.assert_array_equal(after.predict(images).scores, before.scores)
     assert "reexported" in after.card and after.card["signatures"]
+    assert after.card["version"] == 2  # new bytes: the next published version

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from training.cards import utc_now
-from zoo import artifact, registry, tasks
+from zoo import artifact, publish, registry, tasks
 from zoo.export import export, signature_doc
 
 
@@ -24,6 +24,7 @@ def reexport(name: str, from_saved_model: bool = False, folder: str | Path | Non
     tasks.get(spec.task).attach_assets(model, folder)
     card["signatures"] = signature_doc(spec, model)  # the export format may document them differently now
     card["reexported"] = utc_now()
+    card.pop("version", None)  # new bytes, a new published version: export() numbers it (the old + 1)
     return export(model, spec, card, folder)
 
 
@@ -48,6 +49,7 @@ def main() -> int:
     args = parser.parse_args()
     for name in args.names:
         print(f"re-exported {name} to {reexport(name, args.from_saved_model)}")
+    print(f"pinned the new manifests in {publish.write_pins()} (commit it with the artifacts)")
     return 0
 
 

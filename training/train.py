@@ -8,7 +8,7 @@ from tensorflow_datasets.core.download.download_manager import NonMatchingChecks
 
 from training import distribute, loop, tasks
 from training.recipes import parse_override, resolve
-from zoo import artifact, registry
+from zoo import artifact, publish, registry
 from zoo.export import ExportError
 
 # Failures with a message written for the person at the command line: printed as one line.
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED_ERRORS as error:
         return report_error(error)
     print(f"exported {args.model} to {path}")
+    if args.output is None and path is not None:  # the committed artifact changed: so does its pin
+        print(f"pinned its manifest in {publish.write_pins()} (commit it with exported_models/{spec.name})")
     new = artifact.committed_value(spec)
     if previous is not None and path is not None and new is not None:
         print(replacement_note(spec, previous, new))

@@ -6,12 +6,16 @@ from typing import Any
 
 import tensorflow as tf
 
-from zoo import artifact, convert, registry, tasks
+from zoo import artifact, convert, hub, registry, tasks
 
 
-def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bool = False) -> Any:
-    """Load an exported artifact by registry name or folder path; an ImageClassifier or a
-    LanguageModel. Before anything runs: the manifest is verified (every file's sha256, only
+def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bool = False,
+         version: int | None = None) -> Any:
+    """Load an exported artifact by registry name ("cnn_mnist", "cnn_mnist@1" or version=) or
+    folder path; an ImageClassifier or a LanguageModel. A name resolves through zoo.hub
+    ($ZOO_MODELS_DIR, this checkout, the cache, a download from $ZOO_MODELS_URL) and its
+    manifest must hash to the digest this package pins; a folder path is the caller's own and is
+    not pinned. Before anything runs: the manifest is verified (every file's sha256, only
     regular files, the required ones present), the card is checked (a name loaded by registry
     name must be that entry's), and saved_model.pb's operations are checked against the zoo's
     allowlist (zoo.artifact.ALLOWED_OPS), since loading a SavedModel runs its graph; trust=True
@@ -26,12 +30,10 @@ def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bo
         raise ValueError(f"runtime must be one of {tuple(known)}, got {runtime!r}")
     if not isinstance(trust, bool):
         raise TypeError(f"trust must be True or False, got {trust!r}")
-    path = artifact.resolve(name_or_path)
-    artifact.verify_manifest(path)
+    path = hub.resolve(name_or_path, version)  # a name: verified and checked against its pin
+    if not hub.is_model_name(name_or_path):
+        artifact.verify_manifest(path)
     card = artifact.read_card(path)
-    if os.fspath(name_or_path) in registry.list_models() and card["name"] != name_or_path:
-        raise artifact.ArtifactError(f"{path}: its card names model {card['name']!r}, "
-                                     f"but it is loaded as {name_or_path!r}")
     task = tasks.get(card["task"])
     if runtime not in task.runtimes:
         raise ValueError(f"{card['name']} is a {task.name} model: it runs on {task.runtimes}, "
@@ -47,17 +49,15 @@ def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bo
     return convert.use_onnxruntime(model) if runtime == "onnxruntime" else model
 
 
-def get_model(name: str, pretrained: bool = False):
-    """The trainable Keras model; with pretrained=True, the committed artifact's weights."""
-    spec = registry.get(name)
+def get_model(name: str, pretrained: bool = False, version: int | None = None):
+    """The trainable Keras model; with pretrained=True, the published artifact's weights (the
+    artifact found by name as zoo.load finds it, pinned; "name@version" or version= selects one)."""
+    base, named_version = hub.split_name(name) if isinstance(name, str) else (name, None)
+    spec = registry.get(base)
     model = spec.build()
     if pretrained:
-        folder = artifact.committed_dir(name)
+        folder = hub.locate(spec.name, named_version if named_version is not None else version)
         weights = folder / "model.weights.h5"
-        if not weights.is_file():
-            raise artifact.ArtifactError(f"{name} has no trained weights ({weights} is missing); "
-                                         f"train it with `make train-{name}`")
-        artifact.verify_manifest(folder)
         model.load_weights(weights)
         tasks.get(spec.task).attach_assets(model, folder)
     return model

@@ -123,6 +123,20 @@ def committed_value(spec: registry.ModelSpec) -> float | None:
     return None if card is None else card_value(spec, card)
 
 
+def card_version(card: dict[str, Any]) -> int:
+    """The artifact's published version: the card's `version`, a whole number >= 1; artifacts
+    made before versions existed have none and are version 1 (their bytes stay as committed)."""
+    version = card.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ArtifactError(f"{card.get('name')}: card version must be a whole number >= 1, got {version!r:.40}")
+    return version
+
+
+def manifest_digest(root: str | os.PathLike) -> str:
+    """sha256 of the artifact's MANIFEST.sha256: one digest for the whole artifact (what zoo/pins.json pins)."""
+    return sha256_file(Path(root) / MANIFEST_NAME)
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

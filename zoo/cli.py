@@ -1,11 +1,12 @@
-"""python -m zoo list | info NAME | predict NAME INPUT... | evaluate NAME | verify | convert FORMAT NAME | demo"""
+"""python -m zoo list | info NAME | predict NAME INPUT... | evaluate NAME | verify | convert FORMAT NAME | demo
+| pins | package DIR | export-serving DIR"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from zoo import api, artifact, convert, demo, registry
+from zoo import api, artifact, convert, demo, hub, publish, registry
 
 EVALUATE_TOLERANCE = {"accuracy": 0.001, "perplexity": 0.005}  # absolute / relative
 
@@ -23,8 +24,12 @@ def command_list(args) -> int:
     for name in registry.list_models():
         spec = registry.get(name)
         card = artifact.committed_card(name)
-        rows.append((name, spec.task, spec.dataset, f"{spec.parameter_count:,}",
-                     f"{spec.metric} {metric_text(spec, card and card['metrics'])}", spec.bar_text, spec.reference))
+        pins = hub.pinned_versions(name)
+        metric = f"{spec.metric} {metric_text(spec, card and card['metrics'])}"
+        if card is None and pins:  # an installed package: the artifacts are fetched on first use
+            metric = f"{spec.metric}: published v{max(pins)}, fetched by zoo.load"
+        rows.append((name, spec.task, spec.dataset, f"{spec.parameter_count:,}", metric, spec.bar_text,
+                     spec.reference))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -32,7 +37,7 @@ def command_list(args) -> int:
 
 
 def command_info(args) -> int:
-    card = artifact.read_card(artifact.resolve(args.name))
+    card = artifact.read_card(hub.resolve(args.name))
     card.get("training", {}).pop("history", None)
     print(json.dumps(card, indent=2))
     return 0
@@ -73,8 +78,24 @@ def command_verify(args) -> int:
 
 def command_convert(args) -> int:
     converter = convert.to_onnx if args.format == "onnx" else convert.to_tflite
-    path = converter(artifact.resolve(args.name), args.output)
+    path = converter(hub.resolve(args.name), args.output)
     print(f"wrote {path}")
+    return 0
+
+
+def command_pins(args) -> int:
+    print(f"wrote {publish.write_pins()}")
+    return 0
+
+
+def command_package(args) -> int:
+    print(f"wrote {publish.package(args.output)}")
+    return 0
+
+
+def command_export_serving(args) -> int:
+    for path in publish.export_serving(args.output, args.names or None):
+        print(f"wrote {path}")
     return 0
 
 
@@ -107,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("name")
     convert.add_argument("--output", help="file to write (default: <cache>/converted/<name>/model.<format>)")
     convert.set_defaults(run=command_convert)
+    pins = commands.add_parser("pins", help="regenerate zoo/pins.json from the committed artifacts")
+    pins.set_defaults(run=command_pins)
+    package = commands.add_parser("package", help="write <name>-<version>.tar.gz archives and index.json")
+    package.add_argument("output", help="folder to write (make package: dist/models)")
+    package.set_defaults(run=command_package)
+    serving = commands.add_parser("export-serving", help="write DIR/<name>/<version>/ SavedModels (TF Serving)")
+    serving.add_argument("output")
+    serving.add_argument("names", nargs="*", help="models (default: every published one)")
+    serving.set_defaults(run=command_export_serving)
     demo = commands.add_parser("demo", help="show every committed model working")
     demo.add_argument("--data-dir")
     demo.set_defaults(run=command_demo)

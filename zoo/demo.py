@@ -1,7 +1,8 @@
-"""make demo: every committed model, on inputs the zoo draws itself (and real test data if set)."""
+"""make demo: every published model (this checkout's, cached or downloaded)
+on inputs the zoo draws itself (and real test data if set)."""
 from __future__ import annotations
 
-from zoo import api, artifact, registry
+from zoo import api, hub, registry
 from zoo.data.common import raw_data_dir
 from zoo.serving.image import draw_digits
 
@@ -12,7 +13,7 @@ def run_demo(data_dir=None) -> int:
     data_dir = raw_data_dir(data_dir)
     shown = 0
     for name in registry.list_models():
-        if not artifact.is_trained(name):
+        if not hub.pinned_versions(name):
             print(f"{name}: not trained (make train-{name})")
             continue
         model = api.load(name)

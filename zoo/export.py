@@ -13,7 +13,7 @@ from pathlib import Path
 
 import keras
 
-from zoo import tasks
+from zoo import artifact, tasks
 from zoo.artifact import CARD_NAME, MANIFEST_NAME, export_dir, interrupted_export, is_artifact, write_manifest
 from zoo.card import write_card_readme
 from zoo.registry import ModelSpec
@@ -26,9 +26,13 @@ class ExportError(RuntimeError):
 def export(model: keras.Model, spec: ModelSpec, card: dict, destination: Path | None = None,
            extra_files: dict[str, bytes] | None = None) -> Path:
     """Export `model` to `destination` (default: exported_models/<name>/) atomically. The
-    destination must be absent, an empty folder or a zoo artifact (which is replaced)."""
+    destination must be absent, an empty folder or a zoo artifact (which is replaced). The
+    card's `version` is the replaced artifact's + 1 (1 for a new one) unless the card sets it;
+    a replaced committed artifact then needs `make pins` (tests/test_library.py says so)."""
     destination = Path(destination or export_dir(spec.name))
     check_target(destination)
+    if "version" not in card:
+        card = {**card, "version": next_version(destination)}
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent))
@@ -64,6 +68,18 @@ def check_target(destination: Path) -> None:
     if destination.is_dir() and any(destination.iterdir()) and not is_artifact(destination):
         raise ExportError(f"{destination} is a folder that is neither empty nor a zoo artifact (no {MANIFEST_NAME} "
                           f"and {CARD_NAME}): refused, nothing in it is touched; give a new or empty folder")
+
+
+def next_version(destination: Path) -> int:
+    """The version an export to `destination` gets: the replaced artifact's (or the one an
+    interrupted export left) + 1; 1 for a new artifact."""
+    for folder in (destination, interrupted_export(destination)):
+        if is_artifact(folder):
+            try:
+                return artifact.card_version(artifact.read_card(folder)) + 1
+            except artifact.ArtifactError:
+                continue  # an unreadable card: the version cannot be read, so start again from 1
+    return 1
 
 
 def save_weights_only(model: keras.Model, path: Path) -> None:

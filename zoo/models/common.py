@@ -34,6 +34,7 @@ def check_positive(name: str, value) -> None:
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
+@keras.saving.register_keras_serializable(package="zoo")  # so .keras files of zoo models load
 class BatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization whose training step runs TensorFlow's fused kernel.
 

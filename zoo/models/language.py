@@ -59,6 +59,7 @@ def state_size(config: LanguageModelConfig) -> int:
     return config.num_layers * config.hidden_units * (2 if config.cell == "lstm" else 1)
 
 
+@keras.saving.register_keras_serializable(package="zoo")  # so .keras files of zoo models load
 class ReversibleEmbedding(keras.layers.Embedding):
     """An embedding whose matrix [V, E] also maps vectors back to logits: call(x, reverse=True)
     gives x @ embeddings^T + output_bias, so input and output embeddings are tied."""

@@ -31,6 +31,7 @@ class PerceptronConfig:
     averaged: bool = True
 
 
+@keras.saving.register_keras_serializable(package="zoo")
 class Perceptron(keras.Model):
     """A functional linear model whose train_step applies the perceptron rule.
 
@@ -54,6 +55,16 @@ class Perceptron(keras.Model):
         self.update_sum_bias = state("update_sum_bias", (classes,))
         self.counter = state("counter", ())  # examples (online) or steps seen, c
         self.mistake_tracker = keras.metrics.Mean(name="mistake_rate")  # updates made / examples
+
+    def get_config(self):
+        return {"name": self.name, "perceptron": dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A .keras file's model: rebuilt from its PerceptronConfig (Keras then loads its variables)."""
+        settings = dict(config["perceptron"])
+        settings["input_shape"] = tuple(settings["input_shape"])
+        return _build_perceptron(PerceptronConfig(**settings), name=config["name"])
 
     def train_step(self, data):
         images, labels = data[0], data[1]

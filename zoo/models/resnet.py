@@ -63,14 +63,28 @@ def _basic_block(x, filters: int, stride: int, residual: bool, name: str):
     y = _conv_bn(y, filters, 1, f"{name}_b")
     if residual:
         if stride != 1 or shortcut.shape[-1] != filters:
-            shortcut = keras.layers.Lambda(
-                lambda t, f=filters: _pad_shortcut(t, f), name=f"{name}_shortcut")(shortcut)
+            shortcut = PadShortcut(filters, name=f"{name}_shortcut")(shortcut)
         y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def _pad_shortcut(tensor, filters: int):
+@keras.saving.register_keras_serializable(package="zoo")  # a layer, not a Lambda: .keras files load safely
+class PadShortcut(keras.layers.Layer):
     """Option A: [N, H, W, C] -> [N, H/2, W/2, filters], zero channels added, no parameters."""
-    subsampled = tensor[:, ::2, ::2, :]
-    extra = filters - tensor.shape[-1]
-    return keras.ops.pad(subsampled, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+
+    def call(self, tensor):
+        subsampled = tensor[:, ::2, ::2, :]
+        extra = self.filters - tensor.shape[-1]
+        return keras.ops.pad(subsampled, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        return (batch, None if height is None else (height + 1) // 2, None if width is None else (width + 1) // 2,
+                self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
