@@ -100,13 +100,46 @@ def _time_to_accuracy(results: dict) -> list[str]:
     return lines
 
 
+def _serving(results: dict) -> list[str]:
+    serving = results.get("serving")
+    if not serving:
+        return []
+    measured = serving["measured"]
+    lines = ["\n## Serving over HTTP (`python -m zoo serve`, one image per request)\n",
+             f"Measured {measured['created']} (1-minute load average {measured['load_average']:.1f}) by "
+             f"`python -m training.bench --serving-only`: {serving['requests_per_level']} requests per row from "
+             "client threads on 127.0.0.1, each on a kept-alive connection; p50 / p99 latency, and requests/s. "
+             "Dynamic batching: at most 32 instances a call, 2 ms wait.\n",
+             "| model | batching | clients | p50 ms | p99 ms | requests/s |", "|---|---|---|---|---|---|"]
+    for name, entry in serving["models"].items():
+        for mode in ("batching", "no_batching"):
+            for key, row in entry.get(mode, {}).items():
+                if key.startswith("clients_"):
+                    lines.append(f"| `{name}` | {'on' if mode == 'batching' else 'off'} | {key[8:]} | "
+                                 f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['requests_per_second']:.0f} |")
+    lines += ["\nAt 1 client, the server's p50 over a direct `zoo.load(name).predict` of the same image, and over "
+              "the same server's empty route (`GET /v1/ping`):\n",
+              "| model | batching | direct predict p50 ms | empty route p50 ms | server / direct | "
+              "server / empty route |",
+              "|---|---|---|---|---|---|"]
+    for name, entry in serving["models"].items():
+        for mode in ("batching", "no_batching"):
+            if mode in entry:
+                row = entry[mode]
+                lines.append(f"| `{name}` | {'on' if mode == 'batching' else 'off'} | "
+                             f"{entry['direct_predict_p50_ms']:.2f} | {row['ping_p50_ms']:.2f} | "
+                             f"{row['overhead_vs_direct_predict']:.2f}x | {row['overhead_vs_empty_route']:.2f}x |")
+    return lines
+
+
 def _body(results: dict) -> str:
     rate = results["matmul_flops_per_second"] / 1e9
     size = f" ({results['matmul_size']} x {results['matmul_size']})" if "matmul_size" in results else ""
     intro = (f"Measured by `make bench` on {results['hardware']['summary']} ({results['created']}). "
              f"Dense float32 matmul rate{size} measured in the same run: {rate:.1f} GFLOP/s. "
              "Figures are ratios within this run; absolute times drift on a shared machine.\n")
-    sections = _training(results) + _inference(results) + _generation(results) + _time_to_accuracy(results)
+    sections = (_training(results) + _inference(results) + _generation(results) + _time_to_accuracy(results)
+                + _serving(results))
     return "\n".join([intro, *sections])
 
 
