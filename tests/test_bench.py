@@ -1,4 +1,5 @@
-"""The bench report: goals judged against the measured figures (no timing here)."""
+"""The bench report: goals judged against the measured figures (no timing here, but for a quick
+run of the serving bench against a real server)."""
 import pytest
 
 from training.bench.render import markdown
