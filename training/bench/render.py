@@ -109,7 +109,9 @@ def _serving(results: dict) -> list[str]:
              f"Measured {measured['created']} (1-minute load average {measured['load_average']:.1f}) by "
              f"`python -m training.bench --serving-only`: {serving['requests_per_level']} requests per row from "
              "client threads on 127.0.0.1, each on a kept-alive connection; p50 / p99 latency, and requests/s. "
-             "Dynamic batching: at most 32 instances a call, 2 ms wait.\n",
+             "Dynamic batching: at most 32 instances a call, no added wait (requests queued during a call "
+             "form the next). The bench shares the machine's cores with whatever else runs: see the load "
+             "average.\n",
              "| model | batching | clients | p50 ms | p99 ms | requests/s |", "|---|---|---|---|---|---|"]
     for name, entry in serving["models"].items():
         for mode in ("batching", "no_batching"):

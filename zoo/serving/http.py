@@ -53,11 +53,13 @@ VERSION = "1"  # one version per model: the committed artifact
 
 @dataclasses.dataclass(frozen=True)
 class BatchingOptions:
-    """Like TF Serving's batching parameters: requests for one model and signature wait up to
-    batch_timeout_s for others, to run as one call of at most max_batch_size instances (a request
-    larger than that runs on its own); at most max_enqueued instances wait (then 503)."""
+    """Like TF Serving's batching parameters: one model's signature runs one call at a time;
+    the requests that queued meanwhile run together as the next call, of at most max_batch_size
+    instances (a larger request runs on its own), after waiting up to batch_timeout_s for more
+    (0 by default: a lone request does not wait, and under load batches form while calls run);
+    at most max_enqueued instances wait (then 503)."""
     max_batch_size: int = 32
-    batch_timeout_s: float = 0.002
+    batch_timeout_s: float = 0.0
     max_enqueued: int = 1024
 
     def __post_init__(self):
