@@ -178,6 +178,12 @@ def test_bad_json_unknown_models_and_routes(served):
         assert status == 404 and "error" in answer, path
 
 
+def test_a_b64_image_over_max_image_pixels_is_refused_before_decoding(served):
+    bomb = png_b64(Image.new("L", (7000, 7000), 0))  # 49 MP in a ~50 kB PNG
+    status, answer, _ = served.request("POST", "/v1/models/cnn_mnist:predict", {"instances": [{"b64": bomb}]})
+    assert status == 400 and f"MAX_IMAGE_PIXELS = {image_serving.MAX_IMAGE_PIXELS:,}" in answer["error"]
+
+
 def test_oversize_bodies_get_413(small_server):
     body = {"instances": [DIGITS[0].tolist()] * 20}  # ~70 kB of JSON
     status, answer, _ = small_server.request("POST", "/v1/models/cnn_mnist:predict", body)

@@ -355,11 +355,13 @@ def model_page(name: str, model) -> str:
     table = "".join(f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
                     for key, value in facts.items() if value is not None)
     widget = (GALLERY / f"{tasks.get(card['task']).gallery_widget}.html").read_text()
+    # Read by gallery.js; in a <script> element entities are not decoded, so "<" is JSON's \u003c.
     config = {"name": name, "labels": card.get("label_names"),
-              "mnist": getattr(model, "input_shape", None) == (28, 28, 1)}
+              "mnist": model.normalizable}
+    config_json = json.dumps(config).replace("<", "\\u003c")
     body = (f'<p><a href="/">all models</a></p><h1>{html.escape(name)}</h1><table>{table}</table>'
             f'<h2>Try it</h2>{widget}<script id="config" type="application/json">'
-            f'{html.escape(json.dumps(config), quote=False)}</script><script src="/static/gallery.js"></script>'
+            f'{config_json}</script><script src="/static/gallery.js"></script>'
             f'<h2>Training curve</h2><img id="curve" alt="training curve" src="/models/{name}/training_curve.png">')
     return page(name, body)
 

@@ -130,6 +130,7 @@ class ImageClassifier:
                                 f"got {inputs}")
         height, width, channels = (int(d) for d in spec.shape[1:])
         self.input_shape = (height, width, channels)
+        self.normalizable = self.input_shape == MNIST_SHAPE  # predict(..., normalize=True) applies
         classes = outputs["scores"].shape[-1] if "scores" in outputs and "class_id" in outputs else None
         if classes != len(self.label_names) or not self.label_names:
             raise ArtifactError(f"{path}: the card has {len(self.label_names)} label_names, the graph's `scores` "
@@ -170,7 +171,7 @@ class ImageClassifier:
     def _check_normalize(self, normalize) -> bool:
         if not isinstance(normalize, bool):
             raise TypeError(f"normalize must be True or False, got {normalize!r}")
-        if normalize and self.input_shape != MNIST_SHAPE:
+        if normalize and not self.normalizable:
             raise ValueError(f"normalize=True is MNIST's digit preparation, for {MNIST_SHAPE} inputs; "
                              f"{self.name} takes {self.input_shape}")
         return normalize

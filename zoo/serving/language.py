@@ -291,6 +291,8 @@ def signature_doc(spec: ModelSpec, model: keras.Model) -> dict:
 class LanguageModel:
     """A word-level language model artifact: next_word / score / step signatures."""
 
+    normalizable = False  # MNIST's image preparation (ImageClassifier) does not apply
+
     def __init__(self, saved_model, card: dict, path: Path):
         self.card = card
         self.path = Path(path)
