@@ -153,6 +153,8 @@ def test_language_signatures_and_generate_equal_zoo_load(served, models):
     ("/v1/models/lstm_ptb:predict", {"instances": [5]}, 400, "expected a string"),
     ("/v1/models/lstm_ptb:predict", {"instances": ["x" * 500_001]}, 400, "MAX_CHARACTERS"),
     ("/v1/models/lstm_ptb:predict", {"instances": ["the"], "normalize": True}, 400, "normalize"),
+    ("/v1/models/lstm_ptb:predict", {"instances": ["the " * 50_000] * 3}, 400, "characters together"),
+    ("/v1/models/lstm_ptb:generate", {"prompt": "the " * 1001}, 400, "MAX_PROMPT_WORDS"),
     ("/v1/models/lstm_ptb:generate", {"prompt": "the", "words": 501}, 400, "MAX_GENERATE_WORDS"),
     ("/v1/models/lstm_ptb:generate", {"prompt": "the", "temperature": 0}, 400, "temperature"),
     ("/v1/models/lstm_ptb:generate", {"text": "the"}, 400, "prompt"),

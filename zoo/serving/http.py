@@ -48,6 +48,7 @@ DEFAULT_PORT = 8501  # TF Serving's REST port
 MAX_BODY_BYTES = 8 * 2**20  # 8 MiB: a 256-image CIFAR batch as JSON lists is ~3 MB
 MAX_INSTANCES = 256  # instances per request (image.MAX_BATCH)
 MAX_GENERATE_WORDS = 500  # per :generate request (~0.5 s of `step` calls)
+MAX_PROMPT_WORDS = 1000  # a :generate prompt is fed one token at a time too (~1 s)
 VERSION = "1"  # one version per model: the committed artifact
 
 
@@ -223,6 +224,9 @@ class ModelServer:
             raise RequestError(400, f"words must be at most MAX_GENERATE_WORDS = {MAX_GENERATE_WORDS}, got {words}")
         if not isinstance(body["prompt"], str):
             raise RequestError(400, f"prompt must be a string, got {type(body['prompt']).__name__}")
+        if len(body["prompt"].split()) > MAX_PROMPT_WORDS:
+            raise RequestError(400, f"the prompt has {len(body['prompt'].split()):,} words; the limit is "
+                                    f"MAX_PROMPT_WORDS = {MAX_PROMPT_WORDS}")
         text = await self.call(model.generate, body["prompt"], num_words=words,
                                temperature=body.get("temperature", 1.0), top_k=body.get("top_k"),
                                seed=body.get("seed"))
@@ -482,6 +486,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, models: list[str] 
     if SERVER_MISSING:
         raise RuntimeError(SERVER_MISSING)
     server = ModelServer(load_models(models), batching, max_body_bytes)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        LOG.warning("binding %s: every served model is open to the network, without authentication", host)
     LOG.info("serving %s on http://%s:%d", sorted(server.models), host, port)
     config = uvicorn.Config(create_app(server), host=host, port=port, timeout_graceful_shutdown=30,
                             log_level="info", access_log=False, server_header=False)

@@ -385,6 +385,10 @@ class LanguageModel:
         if normalize:
             raise ValueError(f"normalize is MNIST's digit preparation; {self.name} takes text")
         texts = inputs["text"]
+        total = sum(len(text) for text in texts if isinstance(text, str))
+        if total > MAX_CHARACTERS:  # one request's texts together: its cost grows with their length
+            raise ValueError(f"the request's texts have {total:,} characters together; the limit is "
+                             f"MAX_CHARACTERS = {MAX_CHARACTERS:,}")
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise ValueError(f"instance {index}: expected a string, got {type(text).__name__}")
