@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving_helpers import RunningServer
+from tests.serving_helpers import RunningServer, drawn_digit
 from zoo import api, registry
 from zoo.serving import http as serving_http
 
@@ -72,6 +72,16 @@ def test_drawing_a_digit_shows_the_class_and_probability_bars(served, browser):
     widths = [bar.find_element(By.CLASS_NAME, "bar").size["width"] for bar in bars]
     assert max(widths) == widths[1]
     browser.save_screenshot(str(SCREENSHOTS / "cnn_mnist.png"))
+
+
+def test_uploading_an_image_shows_its_class(served, browser, tmp_path):
+    path = tmp_path / "seven.png"
+    drawn_digit(7).save(path)  # 280x280 black on white: normalised on the server
+    browser.get(f"http://127.0.0.1:{served.port}/models/cnn_mnist")
+    browser.find_element(By.ID, "upload").send_keys(str(path))
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_element(By.ID, "prediction").text != "-")
+    assert browser.find_element(By.ID, "prediction").text.startswith("7 (")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .bar-row")) == 10
 
 
 def test_typing_text_shows_next_words_and_a_continuation(served, browser):

@@ -51,9 +51,10 @@ function imageWidget() {
     const reader = new FileReader();
     reader.onload = () => {
       const image = new Image();
-      image.onload = () => { clear(); pen.drawImage(image, 0, 0, canvas.width, canvas.height); };
+      // Shown on the canvas, but the file itself is sent (at its own size): predicted once drawn.
+      image.onload = () => { clear(); pen.drawImage(image, 0, 0, canvas.width, canvas.height); predict(reader.result); };
+      image.onerror = () => showError(new Error("the browser cannot show this file; it is sent as it is"));
       image.src = reader.result;
-      predict(reader.result);
     };
     reader.readAsDataURL(file);
   });
