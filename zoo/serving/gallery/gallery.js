@@ -53,7 +53,7 @@ function imageWidget() {
       const image = new Image();
       // Shown on the canvas, but the file itself is sent (at its own size): predicted once drawn.
       image.onload = () => { clear(); pen.drawImage(image, 0, 0, canvas.width, canvas.height); predict(reader.result); };
-      image.onerror = () => showError(new Error("the browser cannot show this file; it is sent as it is"));
+      image.onerror = () => { clear(); predict(reader.result); };  // e.g. TIFF: the server still reads it
       image.src = reader.result;
     };
     reader.readAsDataURL(file);
