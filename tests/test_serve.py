@@ -75,6 +75,19 @@ def test_status_and_metadata_follow_tf_serving(served):
     assert defs["score"]["outputs"]["token_count"]["dtype"] == "DT_INT64"
 
 
+def test_the_versions_forms_of_the_routes(served):
+    assert served.request("GET", "/v1/models/cnn_mnist/versions/1")[0] == 200
+    assert served.request("GET", "/v1/models/cnn_mnist/versions/1/metadata")[1]["model_spec"]["version"] == "1"
+    status, body, _ = served.request("POST", "/v1/models/cnn_mnist/versions/1:predict",
+                                     {"instances": [DIGITS[6].tolist()]})
+    assert status == 200 and body["predictions"][0]["class_id"] == 6
+    for method, path in (("GET", "/v1/models/cnn_mnist/versions/2"), ("GET", "/v1/models/nope/versions/1"),
+                         ("POST", "/v1/models/cnn_mnist/versions/2:predict")):
+        request = {"instances": [DIGITS[6].tolist()]} if method == "POST" else None
+        status, body, _ = served.request(method, path, request)
+        assert status == 404 and "error" in body, path
+
+
 def test_image_predict_row_and_column_forms_equal_zoo_load(served, models):
     expected = models["cnn_mnist"].predict(DIGITS[:3])
     status, body, _ = served.request("POST", "/v1/models/cnn_mnist:predict",

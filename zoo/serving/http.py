@@ -1,7 +1,8 @@
 """`python -m zoo serve`: the zoo over HTTP, with TF Serving's REST conventions, dynamic
 batching, and a model gallery. Starlette app, served by uvicorn.
 
-    GET  /v1/models/<name>                 status and version (TF Serving's GetModelStatus)
+    GET  /v1/models/<name>                 status and version (TF Serving's GetModelStatus; every
+                                           route also as /v1/models/<name>/versions/1...)
     GET  /v1/models/<name>/metadata        signature defs: input and output names, dtypes, shapes
     POST /v1/models/<name>:predict         {"signature_name": ..., "instances": [...]} -> {"predictions": [...]}
                                            {"signature_name": ..., "inputs": ...}      -> {"outputs": ...}
@@ -406,15 +407,28 @@ def create_app(server: ModelServer) -> "Starlette":
                 return error(500, "internal error (logged by the server)")
         return endpoint
 
+    def check_version(request: Request, version: str | None = None):
+        """TF Serving's /versions/<v> forms: the one version served is VERSION."""
+        version = request.path_params.get("version") if version is None else version
+        if version is not None and version != VERSION:
+            server.model(request.path_params["name"].partition(":")[0])
+            raise RequestError(404, f"version {version!r} is not served; the version is {VERSION}")
+
     async def model_get(request: Request) -> Response:
-        name = request.path_params["name"]
-        return JSONResponse(server.status(name))
+        check_version(request)
+        return JSONResponse(server.status(request.path_params["name"]))
 
     async def model_metadata(request: Request) -> Response:
+        check_version(request)
         return JSONResponse(server.metadata(request.path_params["name"]))
 
     async def model_post(request: Request) -> Response:
-        name, _, method = request.path_params["name"].partition(":")
+        if "version" in request.path_params:  # /v1/models/<name>/versions/<v>:predict
+            version, _, method = request.path_params["version"].partition(":")
+            check_version(request, version)
+            name = request.path_params["name"]
+        else:
+            name, _, method = request.path_params["name"].partition(":")
         routes = {"predict": server.predict, "generate": server.generate}
         if method not in routes:
             server.model(name)
@@ -452,6 +466,9 @@ def create_app(server: ModelServer) -> "Starlette":
     routes = [Route("/v1/models/{name}", guarded(model_get), methods=["GET"]),
               Route("/v1/models/{name}/metadata", guarded(model_metadata), methods=["GET"]),
               Route("/v1/models/{name}", guarded(model_post), methods=["POST"]),
+              Route("/v1/models/{name}/versions/{version}", guarded(model_get), methods=["GET"]),
+              Route("/v1/models/{name}/versions/{version}/metadata", guarded(model_metadata), methods=["GET"]),
+              Route("/v1/models/{name}/versions/{version}", guarded(model_post), methods=["POST"]),
               Route("/v1/ping", guarded(ping), methods=["GET"]),  # an empty route: the server's own overhead
               Route("/", guarded(index), methods=["GET"]),
               Route("/models/{name}", guarded(gallery_page), methods=["GET"]),
