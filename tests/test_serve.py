@@ -249,6 +249,36 @@ def test_concurrent_clients_get_the_sequential_answers(served, models):
     assert calls <= len(images) + 16  # (fewer when requests were grouped; the batcher test proves grouping)
 
 
+def test_requests_arriving_during_a_call_are_grouped_into_the_next(models):
+    """Over HTTP: with each call slowed to 0.3 s, 12 concurrent one-image requests take at most
+    a few calls (requests queue while a call runs), each answer that of its own image."""
+    calls = []
+
+    class Slow:
+        def __init__(self, model):
+            self.model = model
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def run_signature(self, signature_name, inputs):
+            calls.append(len(inputs["image"]))
+            time.sleep(0.3)
+            return self.model.run_signature(signature_name, inputs)
+
+    running = RunningServer(serving_http.ModelServer({"slow": Slow(models["cnn_mnist"])}))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda digit: running.request("POST", "/v1/models/slow:predict",
+                                                                  {"instances": [DIGITS[digit % 10].tolist()]}),
+                                    range(12)))
+    finally:
+        running.stop()
+    expected = models["cnn_mnist"].predict(DIGITS).class_id.tolist()
+    assert [answer[1]["predictions"][0]["class_id"] for answer in answers] == [expected[i % 10] for i in range(12)]
+    assert sum(calls) == 12 and len(calls) <= 4 and max(calls) > 1, calls
+
+
 def test_the_batcher_groups_waiting_requests_bounds_its_queue_and_keeps_order():
     calls = []
 
