@@ -140,14 +140,14 @@ def _body(results: dict) -> str:
     intro = (f"Measured by `make bench` on {results['hardware']['summary']} ({results['created']}). "
              f"Dense float32 matmul rate{size} measured in the same run: {rate:.1f} GFLOP/s. "
              "Figures are ratios within this run; absolute times drift on a shared machine.\n")
-    sections = (_training(results) + _inference(results) + _generation(results) + _time_to_accuracy(results)
-                + _serving(results))
+    sections = _training(results) + _inference(results) + _generation(results) + _time_to_accuracy(results)
     return "\n".join([intro, *sections])
 
 
 def markdown(results: dict) -> str:
-    """bench.md: the tables under a title."""
-    return "# Benchmarks\n\n" + _body(results) + "\n"
+    """bench.md: the tables under a title, then the serving figures (which the README quotes in
+    its own serving section, not among the speed tables)."""
+    return "# Benchmarks\n\n" + "\n".join([_body(results), *_serving(results)]) + "\n"
 
 
 def tables(results: dict) -> str:
