@@ -48,11 +48,12 @@ checked_distribute = $(if $(filter none mirrored multi_worker,$(if $(call leftov
 # Expanded in the train-% recipe only, so that other targets ignore these variables.
 TRAIN_ARGS = $(if $(value EPOCHS),--epochs $(checked_epochs)) --distribute $(checked_distribute)
 
-.PHONY: help venv test test-fast lint lock demo list verify readme-table bench experiments dist package pins export-serving
+.PHONY: help venv test test-fast lint lock demo list verify readme-table bench bench-serving experiments serve dist package pins export-serving
 help:
 	@echo "make test | test-fast | lint | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
-	@echo "make bench | paper-<name>   (speed tables; a paper's schedule for the same minutes)"
+	@echo "make bench | bench-serving | paper-<name>   (speed tables; a paper's schedule for the same minutes)"
+	@echo "make serve   (http://127.0.0.1:8501: TF Serving's REST API and the gallery)"
 	@echo "make dist | package | pins | export-serving DIR=/serving/models   (wheel, published archives, TF Serving)"
 	@echo "models: run 'make list'"
 
@@ -108,6 +109,13 @@ export-tflite-%: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m training.bench --update-readme
+
+bench-serving: $(STAMP)
+	$(PY) -m training.bench --serving-only
+
+# Every trained model on 127.0.0.1:8501 (python -m zoo serve --help for --host, --port, --models).
+serve: $(STAMP)
+	$(PY) -m zoo serve
 
 experiment-%: $(STAMP)
 	$(PY) -m training.experiments $(call model_name,$*)

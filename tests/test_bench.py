@@ -1,4 +1,7 @@
-"""The bench report: goals judged against the measured figures (no timing here)."""
+"""The bench report: goals judged against the measured figures (no timing here, but for a quick
+run of the serving bench against a real server)."""
+import pytest
+
 from training.bench.render import markdown
 
 
@@ -92,3 +95,20 @@ def test_keras_batch_norm_probe_swaps_only_the_batch_norm_layers():
     assert not any(isinstance(layer, BatchNormalization) for layer in probe.layers)
     assert sum(type(layer) is keras.layers.BatchNormalization for layer in probe.layers) == 19
     assert probe.count_params() == model.count_params()
+
+
+@pytest.mark.slow
+def test_the_serving_bench_measures_a_real_server_and_renders():
+    """A quick run of training.bench.serving against a real `python -m zoo serve` subprocess
+    (cnn_mnist, 1 and 4 clients, 24 requests each), then its tables."""
+    from training.bench import serving
+
+    figures = serving.serving_figures(quick=True, models=("cnn_mnist",), clients=(1, 4))["serving"]
+    entry = figures["models"]["cnn_mnist"]
+    for mode in ("batching", "no_batching"):
+        for clients in (1, 4):
+            row = entry[mode][f"clients_{clients}"]
+            assert row["requests"] == 24 and 0 < row["p50_ms"] <= row["p99_ms"] and row["requests_per_second"] > 0
+        assert entry[mode]["overhead_vs_direct_predict"] > 0 and entry[mode]["overhead_vs_empty_route"] > 0
+    text = markdown({**_results(0.7, 6.0, 12.0, 1.1), "serving": figures})
+    assert "## Serving over HTTP" in text and "| `cnn_mnist` | on | 4 |" in text and "| `cnn_mnist` | off | 1 |" in text

@@ -1,12 +1,14 @@
 """python -m zoo list | info NAME | predict NAME INPUT... | evaluate NAME | verify | convert FORMAT NAME | demo
-| pins | package DIR | export-serving DIR"""
+| pins | package DIR | export-serving DIR | serve"""
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from zoo import api, artifact, convert, demo, hub, publish, registry
+from zoo.serving import http
 
 EVALUATE_TOLERANCE = {"accuracy": 0.001, "perplexity": 0.005}  # absolute / relative
 
@@ -44,7 +46,7 @@ def command_info(args) -> int:
 
 
 def command_predict(args) -> int:
-    for line in api.load(args.name).describe(args.inputs, top=args.top):
+    for line in api.load(args.name).describe(args.inputs, top=args.top, normalize=args.normalize):
         print(line)
     return 0
 
@@ -103,6 +105,17 @@ def command_demo(args) -> int:
     return demo.run_demo(data_dir=args.data_dir)
 
 
+def command_serve(args) -> int:
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be 0-65535, got {args.port}")
+    if args.max_body_bytes < 1:
+        raise ValueError(f"--max-body-bytes must be positive, got {args.max_body_bytes}")
+    batching = None if args.no_batching else http.BatchingOptions(
+        args.max_batch_size, args.batch_timeout_ms / 1000, args.max_enqueued)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    return http.serve(args.host, args.port, args.models, batching, args.max_body_bytes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("name")
     predict.add_argument("inputs", nargs="+")
     predict.add_argument("--top", type=int, default=5, help="language models: words to show")
+    predict.add_argument("--normalize", action="store_true",
+                         help="MNIST models: prepare each image as MNIST's digits (invert a light background, "
+                              "fit the digit in 20x20, centre by mass in 28x28)")
     predict.set_defaults(run=command_predict)
     evaluate = commands.add_parser("evaluate", help="re-measure an artifact on the real test split")
     evaluate.add_argument("name")
@@ -140,6 +156,22 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="show every committed model working")
     demo.add_argument("--data-dir")
     demo.set_defaults(run=command_demo)
+    serve = commands.add_parser("serve", help="serve models over HTTP (TF Serving's REST API) with a gallery")
+    serve.add_argument("--host", default=http.DEFAULT_HOST, help="address to bind (default: %(default)s, this "
+                       "machine only; 0.0.0.0 exposes every model to the network)")
+    serve.add_argument("--port", type=int, default=http.DEFAULT_PORT, help="default: %(default)s")
+    serve.add_argument("--models", nargs="+", metavar="NAME", help="registry names (default: every trained model)")
+    serve.add_argument("--no-batching", action="store_true", help="one signature call per request")
+    defaults = http.BatchingOptions()
+    serve.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
+                       help="instances per batched call (default: %(default)s)")
+    serve.add_argument("--batch-timeout-ms", type=float, default=defaults.batch_timeout_s * 1000,
+                       help="longest wait for a batch to fill (default: %(default)s)")
+    serve.add_argument("--max-enqueued", type=int, default=defaults.max_enqueued,
+                       help="instances waiting per model and signature before 503 (default: %(default)s)")
+    serve.add_argument("--max-body-bytes", type=int, default=http.MAX_BODY_BYTES,
+                       help="largest request body (default: %(default)s)")
+    serve.set_defaults(run=command_serve)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -20,17 +20,18 @@ class Task:
     signatures: tuple[str, ...]  # the artifact's signature names
     runtimes: tuple[str, ...]  # zoo.load's runtime= choices; "onnxruntime" means ONNX export
     tflite_signature: str  # the signature a TFLite conversion holds
+    gallery_widget: str  # the gallery page's live widget (zoo/serving/gallery/<widget>.html)
 
 
 TASKS = {task.name: task for task in (
     Task("image", image.ImageClassifier, image.archive, image.signature_doc, image.preprocessing_doc,
          image.attach_assets, signatures=("serving_default",), runtimes=("tensorflow", "onnxruntime"),
-         tflite_signature="serving_default"),
+         tflite_signature="serving_default", gallery_widget="image_widget"),
     # Text handling needs TensorFlow's string ops: only `step` converts.
     Task("language", language.LanguageModel, language.archive, language.signature_doc,
          language.preprocessing_doc, language.attach_assets,
          signatures=("next_word", "serving_default", "score", "step"), runtimes=("tensorflow",),
-         tflite_signature="step"),
+         tflite_signature="step", gallery_widget="text_widget"),
 )}
 
 

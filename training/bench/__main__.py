@@ -1,4 +1,4 @@
-"""python -m training.bench [--quick]: writes reports/bench.json and reports/bench.md."""
+"""python -m training.bench [--quick] [--serving-only]: writes reports/bench.json and reports/bench.md."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from pathlib import Path
 from training import REPO_ROOT
 from training.bench.measure import language_figures, run
 from training.bench.render import markdown, tables
+from training.bench.serving import serving_figures
 from training.readme import replace_section
 
 REPORTS = REPO_ROOT / "reports"
@@ -20,15 +21,20 @@ def main() -> int:
     parser.add_argument("--markdown-only", action="store_true", help="rewrite bench.md from bench.json")
     parser.add_argument("--language-only", action="store_true",
                         help="rerun only the generation and time-to-target figures into bench.json")
+    parser.add_argument("--serving-only", action="store_true",
+                        help="rerun only the HTTP serving figures (python -m zoo serve) into bench.json")
     parser.add_argument("--update-readme", action="store_true",
                         help="also quote the tables in README.md (between the bench markers)")
     args = parser.parse_args()
-    if args.markdown_only or args.language_only:
+    if args.markdown_only or args.language_only or args.serving_only:
         results = json.loads((Path(args.output) / "bench.json").read_text())
         if args.language_only:
             results.update(language_figures())
+        if args.serving_only:
+            results.update(serving_figures(args.quick))
     else:
         results = run(args.quick)
+        results.update(serving_figures(args.quick))
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "bench.json").write_text(json.dumps(results, indent=2) + "\n")

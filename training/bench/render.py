@@ -100,6 +100,40 @@ def _time_to_accuracy(results: dict) -> list[str]:
     return lines
 
 
+def _serving(results: dict) -> list[str]:
+    serving = results.get("serving")
+    if not serving:
+        return []
+    measured = serving["measured"]
+    lines = ["\n## Serving over HTTP (`python -m zoo serve`, one image per request)\n",
+             f"Measured {measured['created']} (1-minute load average {measured['load_average']:.1f}) by "
+             f"`python -m training.bench --serving-only`: {serving['requests_per_level']} requests per row from "
+             "client threads on 127.0.0.1, each on a kept-alive connection; p50 / p99 latency, and requests/s. "
+             "Dynamic batching: at most 32 instances a call, no added wait (requests queued during a call "
+             "form the next). The bench shares the machine's cores with whatever else runs: see the load "
+             "average.\n",
+             "| model | batching | clients | p50 ms | p99 ms | requests/s |", "|---|---|---|---|---|---|"]
+    for name, entry in serving["models"].items():
+        for mode in ("batching", "no_batching"):
+            for key, row in entry.get(mode, {}).items():
+                if key.startswith("clients_"):
+                    lines.append(f"| `{name}` | {'on' if mode == 'batching' else 'off'} | {key[8:]} | "
+                                 f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['requests_per_second']:.0f} |")
+    lines += ["\nAt 1 client, the server's p50 over a direct `zoo.load(name).predict` of the same image, and over "
+              "the same server's empty route (`GET /v1/ping`):\n",
+              "| model | batching | direct predict p50 ms | empty route p50 ms | server / direct | "
+              "server / empty route |",
+              "|---|---|---|---|---|---|"]
+    for name, entry in serving["models"].items():
+        for mode in ("batching", "no_batching"):
+            if mode in entry:
+                row = entry[mode]
+                lines.append(f"| `{name}` | {'on' if mode == 'batching' else 'off'} | "
+                             f"{entry['direct_predict_p50_ms']:.2f} | {row['ping_p50_ms']:.2f} | "
+                             f"{row['overhead_vs_direct_predict']:.2f}x | {row['overhead_vs_empty_route']:.2f}x |")
+    return lines
+
+
 def _body(results: dict) -> str:
     rate = results["matmul_flops_per_second"] / 1e9
     size = f" ({results['matmul_size']} x {results['matmul_size']})" if "matmul_size" in results else ""
@@ -111,8 +145,9 @@ def _body(results: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    """bench.md: the tables under a title."""
-    return "# Benchmarks\n\n" + _body(results) + "\n"
+    """bench.md: the tables under a title, then the serving figures (which the README quotes in
+    its own serving section, not among the speed tables)."""
+    return "# Benchmarks\n\n" + "\n".join([_body(results), *_serving(results)]) + "\n"
 
 
 def tables(results: dict) -> str:

@@ -7,7 +7,10 @@ artifact's `serving_default` signature, and the predictor `zoo.load` returns for
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import io
 import math
 import os
 import threading
@@ -127,6 +130,7 @@ class ImageClassifier:
                                 f"got {inputs}")
         height, width, channels = (int(d) for d in spec.shape[1:])
         self.input_shape = (height, width, channels)
+        self.normalizable = self.input_shape == MNIST_SHAPE  # predict(..., normalize=True) applies
         classes = outputs["scores"].shape[-1] if "scores" in outputs and "class_id" in outputs else None
         if classes != len(self.label_names) or not self.label_names:
             raise ArtifactError(f"{path}: the card has {len(self.label_names)} label_names, the graph's `scores` "
@@ -148,10 +152,13 @@ class ImageClassifier:
         self.runtime = "onnxruntime"
         return self
 
-    def predict(self, images, batch_size: int = MAX_BATCH) -> ImagePredictions:
+    def predict(self, images, batch_size: int = MAX_BATCH, normalize: bool = False) -> ImagePredictions:
+        """normalize=True (MNIST models): each image is prepared as MNIST's digits were
+        (mnist_normalize) instead of resized."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        batch = to_uint8_batch(images, self.input_shape)
+        batch = self._normalized(images) if self._check_normalize(normalize) else \
+            to_uint8_batch(images, self.input_shape)
         if len(batch) <= batch_size:  # one call: the common case, kept lean for single-image latency
             merged = self._run(batch)
         else:
@@ -161,16 +168,73 @@ class ImageClassifier:
         return ImagePredictions(class_id, [self.label_names[i] for i in class_id.tolist()], merged["scores"],
                                 merged.get("probabilities"), merged.get("distance"))
 
-    def describe(self, inputs: list[str], top: int = 5) -> list[str]:
+    def _check_normalize(self, normalize) -> bool:
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be True or False, got {normalize!r}")
+        if normalize and not self.normalizable:
+            raise ValueError(f"normalize=True is MNIST's digit preparation, for {MNIST_SHAPE} inputs; "
+                             f"{self.name} takes {self.input_shape}")
+        return normalize
+
+    def _normalized(self, images) -> np.ndarray:
+        """Files, PIL images, or greyscale arrays of any size: (H, W) or (H, W, 1) one image,
+        (N, H, W) or (N, H, W, 1) a batch."""
+        if isinstance(images, (list, tuple)) and images and all(_is_file_or_pil(item) for item in images):
+            items = list(images)
+        elif _is_file_or_pil(images):
+            items = [images]
+        else:
+            array = _as_array(images)
+            single = array.ndim == 2 or array.ndim == 3 and array.shape[-1] == 1
+            items = [array] if single else list(array)
+        if not items:
+            raise ValueError("expected at least one image, got an empty batch")
+        return np.stack([mnist_normalize(_grey_pixels(item, self.input_shape)) for item in items])
+
+    # The REST server's interface (zoo.serving.http): signatures by name, inputs checked per
+    # request, then one signature call per (dynamically batched) group of requests.
+
+    def serving_signatures(self) -> dict:
+        """Signature name -> the artifact's function, for what the REST API serves."""
+        return {"serving_default": self._signature}
+
+    def prepare(self, signature_name: str, inputs: dict[str, list], normalize: bool = False) -> dict[str, np.ndarray]:
+        """A request's `image` column (nested uint8 lists, or {"b64": PNG/JPEG bytes} decoded and
+        resized) -> {"image": uint8 [N, H, W, C]}."""
+        self._check_normalize(normalize)
+        images = []
+        for index, item in enumerate(inputs["image"]):
+            try:
+                if isinstance(item, dict):
+                    item = decode_image_bytes(item)
+                elif not isinstance(item, (list, np.ndarray)):
+                    raise ValueError(f"expected nested lists of uint8 pixels or {{\"b64\": ...}}, "
+                                     f"got {type(item).__name__}")
+                else:
+                    item = _json_pixels(item)
+                one = mnist_normalize(_grey_pixels(item, self.input_shape))[None] if normalize else \
+                    to_uint8_batch(item, self.input_shape)
+                if len(one) != 1:
+                    raise ValueError(f"expected one image, got a batch of {len(one)}")
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"instance {index}: {error}") from None
+            images.append(one)
+        return {"image": np.concatenate(images)}
+
+    def run_signature(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One call of the signature on a prepared batch."""
+        return self._run(inputs["image"])
+
+    def describe(self, inputs: list[str], top: int = 5, normalize: bool = False) -> list[str]:
         """`python -m zoo predict`: a line per image of PNG/JPEG files or .npy arrays (each image
         of a batch named by file and index). `top` is the language models' option; unused."""
         lines = []
         for item in inputs:
             if item.endswith(".npy"):
-                predictions = self.predict(read_npy(item))
+                predictions = self.predict(read_npy(item), normalize=normalize)
                 names = [item] if len(predictions) == 1 else [f"{item}[{index}]" for index in range(len(predictions))]
             else:
-                predictions, names = self.predict([item]), [item]
+                predictions, names = self.predict([item], normalize=normalize), [item]
             for name, prediction in zip(names, predictions):
                 confidence = f" ({prediction.probability:.3f})" if prediction.probability is not None else ""
                 lines.append(f"{name}: {prediction.label}{confidence}")
@@ -228,17 +292,88 @@ def draw_digits(size: int = 28) -> np.ndarray:
         scale = 20 / max(glyph.size)
         glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))),
                              Image.Resampling.LANCZOS)
-        pixels = np.asarray(glyph, dtype=np.float64)
-        # Centre of mass at the image centre, as MNIST was prepared.
-        rows, cols = np.indices(pixels.shape)
-        centre_row = (rows * pixels).sum() / pixels.sum()
-        centre_col = (cols * pixels).sum() / pixels.sum()
-        top = min(max(0, int(round(size / 2 - centre_row))), size - glyph.height)
-        left = min(max(0, int(round(size / 2 - centre_col))), size - glyph.width)
-        image = np.zeros((size, size), dtype=np.uint8)
-        image[top:top + glyph.height, left:left + glyph.width] = np.asarray(glyph)
-        digits.append(image)
+        digits.append(_centre_by_mass(np.asarray(glyph), size))  # centre of mass at the centre, as MNIST
     return np.stack(digits)[..., None]
+
+
+MNIST_SHAPE = (28, 28, 1)
+
+
+def mnist_normalize(grey: np.ndarray) -> np.ndarray:
+    """A greyscale digit of any size (uint8 [H, W]) -> uint8 [28, 28, 1] as MNIST was made: a
+    light background is inverted (white digit on black), the digit's bounding box is scaled to fit
+    20x20 (aspect kept, antialiased), and its centre of mass is put at the centre of 28x28."""
+    if grey.ndim != 2 or grey.dtype != np.uint8 or not grey.size:
+        raise ValueError(f"expected a non-empty uint8 greyscale image [H, W], got {grey.dtype} {grey.shape}")
+    # The background is the commoner colour along the border: light means a dark digit on paper.
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 127:
+        grey = 255 - grey
+    ink = grey > 30  # scanner or JPEG noise below this is background
+    if not ink.any():
+        return np.zeros(MNIST_SHAPE, dtype=np.uint8)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    glyph = Image.fromarray(grey[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+    scale = 20 / max(glyph.size)
+    glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))),
+                         Image.Resampling.LANCZOS)
+    return _centre_by_mass(np.asarray(glyph), MNIST_SHAPE[0])[..., None]
+
+
+def _centre_by_mass(glyph: np.ndarray, size: int) -> np.ndarray:
+    pixels = glyph.astype(np.float64)
+    total = pixels.sum() or 1.0
+    rows, cols = np.indices(pixels.shape)
+    top = min(max(0, int(round(size / 2 - (rows * pixels).sum() / total))), size - glyph.shape[0])
+    left = min(max(0, int(round(size / 2 - (cols * pixels).sum() / total))), size - glyph.shape[1])
+    image = np.zeros((size, size), dtype=np.uint8)
+    image[top:top + glyph.shape[0], left:left + glyph.shape[1]] = glyph
+    return image
+
+
+def decode_image_bytes(item: dict) -> Image.Image:
+    """TF Serving's binary convention, {"b64": base64 of PNG/JPEG bytes} -> a PIL image (lazy:
+    its size is checked against MAX_IMAGE_PIXELS before it is decoded)."""
+    if set(item) != {"b64"} or not isinstance(item["b64"], str):
+        raise ValueError(f"expected {{\"b64\": \"<base64 PNG/JPEG>\"}}, got an object with keys {sorted(item)}")
+    try:
+        data = base64.b64decode(item["b64"], validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ValueError(f"b64 is not valid base64: {error}") from None
+    return _open_image(io.BytesIO(data), "b64 image")
+
+
+def _json_pixels(item) -> np.ndarray:
+    """Nested JSON lists of integers 0-255 -> uint8 (JSON has no uint8: ints are checked here)."""
+    array = _as_array(item)
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "iu" or array.size and (array.min() < 0 or array.max() > 255):
+        shown = f"range [{array.min()}, {array.max()}]" if array.dtype.kind in "iuf" and array.size else array.dtype
+        raise ValueError(f"expected uint8 pixels (integers 0-255), got {shown}")
+    return array.astype(np.uint8)
+
+
+def _grey_pixels(item, input_shape) -> np.ndarray:
+    """A file, PIL image or array (uint8 or [0, 1] float) -> uint8 [H, W] at its own size."""
+    if _is_file_or_pil(item):
+        pixels = _read_image(item, (*input_shape[:2], 1))
+    else:
+        pixels = _to_uint8(_as_array(item))
+        if pixels.ndim == 3 and pixels.shape[-1] == 1:
+            pixels = pixels[..., 0]
+    if pixels.ndim != 2:
+        raise ValueError(f"expected a greyscale image (H, W) or (H, W, 1) to normalize, got shape {pixels.shape}")
+    return pixels
+
+
+def _fit(pixels: np.ndarray, input_shape) -> np.ndarray:
+    """A decoded image of another size resized to the model's (H, W): PIL's antialiased bilinear
+    resize of the whole image, aspect ratio not kept (as Keras' load_img(target_size=...))."""
+    height, width = input_shape[:2]
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def read_npy(path: str) -> np.ndarray:
@@ -287,9 +422,10 @@ def to_uint8_batch(images, input_shape: tuple[int, int, int]) -> np.ndarray:
         if not images:
             raise ValueError("expected at least one image, got an empty list")
         if all(_is_file_or_pil(item) for item in images):
-            return np.stack([_single(_read_image(item, input_shape), input_shape) for item in images])
+            return np.stack([_single(_fit(_read_image(item, input_shape), input_shape), input_shape)
+                             for item in images])
     elif _is_file_or_pil(images):
-        return _single(_read_image(images, input_shape), input_shape)[None]
+        return _single(_fit(_read_image(images, input_shape), input_shape), input_shape)[None]
     array = _as_array(images)
     return _batch(_to_uint8(array), input_shape)
 
@@ -306,19 +442,23 @@ def _read_image(item, input_shape) -> np.ndarray:
     path = Path(item)
     if not path.is_file():
         raise ValueError(f"image file {str(path)!r} does not exist")
-    try:
-        # Image.open reads the header only. Its decompression-bomb warning (PIL's own, larger
-        # limit) is made an error; the lock keeps this process-wide filter change to one thread.
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ValueError(f"{str(path)!r} is too large to decode ({' '.join(str(error).split())}); images are "
-                         f"decoded only up to MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,} pixels") from None
-    except Exception as error:  # PIL raises many types for bad files (SyntaxError, struct.error, ...)
-        raise ValueError(f"{str(path)!r} is not a readable image: {_one_line(error)}") from None
+    opened = _open_image(path, repr(str(path)))
     with opened:
         return _pil_pixels(opened, repr(str(path)), input_shape[-1])
+
+
+def _open_image(source, name: str) -> Image.Image:
+    """Image.open (the header only). Its decompression-bomb warning (PIL's own, larger limit) is
+    made an error; the lock keeps this process-wide filter change to one thread."""
+    try:
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(f"{name} is too large to decode ({' '.join(str(error).split())}); images are "
+                         f"decoded only up to MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS:,} pixels") from None
+    except Exception as error:  # PIL raises many types for bad files (SyntaxError, struct.error, ...)
+        raise ValueError(f"{name} is not a readable image: {_one_line(error)}") from None
 
 
 def _pil_pixels(image: Image.Image, name: str, channels: int) -> np.ndarray:

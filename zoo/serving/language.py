@@ -291,6 +291,8 @@ def signature_doc(spec: ModelSpec, model: keras.Model) -> dict:
 class LanguageModel:
     """A word-level language model artifact: next_word / score / step signatures."""
 
+    normalizable = False  # MNIST's image preparation (ImageClassifier) does not apply
+
     def __init__(self, saved_model, card: dict, path: Path):
         self.card = card
         self.path = Path(path)
@@ -370,8 +372,41 @@ class LanguageModel:
             logits, state = self._advance(index, state)
         return "\n".join(" ".join(line.split()) for line in " ".join(words).split(ptb.EOS))
 
-    def describe(self, inputs: list[str], top: int = 5) -> list[str]:
+    # The REST server's interface (zoo.serving.http): signatures by name, inputs checked per
+    # request, then one signature call per (dynamically batched) group of requests.
+
+    def serving_signatures(self) -> dict:
+        """Signature name -> the artifact's function: the text signatures (`step`'s state is
+        generate's business)."""
+        return {"next_word": self._next_word, "serving_default": self._next_word, "score": self._score}
+
+    def prepare(self, signature_name: str, inputs: dict[str, list], normalize: bool = False) -> dict[str, np.ndarray]:
+        """A request's `text` column (strings within MAX_CHARACTERS and MAX_TOKENS) -> an object array."""
+        if normalize:
+            raise ValueError(f"normalize is MNIST's digit preparation; {self.name} takes text")
+        texts = inputs["text"]
+        total = sum(len(text) for text in texts if isinstance(text, str))
+        if total > MAX_CHARACTERS:  # one request's texts together: its cost grows with their length
+            raise ValueError(f"the request's texts have {total:,} characters together; the limit is "
+                             f"MAX_CHARACTERS = {MAX_CHARACTERS:,}")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(f"instance {index}: expected a string, got {type(text).__name__}")
+            try:
+                _check_text(text)
+            except ValueError as error:
+                raise ValueError(f"instance {index}: {error}") from None
+        return {"text": np.array(texts, dtype=object)}
+
+    def run_signature(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One call of the signature on a prepared batch."""
+        signature = self.serving_signatures()[signature_name]
+        return {key: value.numpy() for key, value in signature(text=tf.constant(inputs["text"], tf.string)).items()}
+
+    def describe(self, inputs: list[str], top: int = 5, normalize: bool = False) -> list[str]:
         """`python -m zoo predict`: the `top` next words after each text, and its unknown words."""
+        if normalize:
+            raise ValueError(f"--normalize is MNIST's digit preparation; {self.name} takes text")
         lines = []
         for text in inputs:
             words = ", ".join(f"{word} {probability:.3f}" for word, probability in self.next_words(text, k=top))
