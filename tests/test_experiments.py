@@ -55,6 +55,7 @@ def test_online_perceptron_mistakes_within_novikoff_bound(tmp_path):
     assert np.mean(by_margin[small]) > 2 * np.mean(by_margin[large])  # smaller margin, more mistakes
 
 
+@pytest.mark.slow
 def test_online_learning_adapts_to_rotated_labels_faster_than_batch(tmp_path):
     results = quick_report(online_vs_batch, tmp_path)
     assert all(accuracy > 0.8 for accuracy in results["final_accuracy"].values())
@@ -77,6 +78,7 @@ def test_bias_variance_decomposition_and_u_curve(tmp_path):
     assert rows[12]["variance"] > 3 * rows[1]["variance"]
 
 
+@pytest.mark.slow
 def test_more_hidden_units_approximate_continuous_functions(tmp_path):
     results = quick_report(universal_approximation, tmp_path)
     for name, errors in results["best_rms_error"].items():  # widths 1, 4, 16
