@@ -61,6 +61,7 @@ def test_language_flops_count_gates_and_output_layer():
     assert language_forward_flops(config) == 2 * (2 * 16 * 4 * 8 + 8 * 100)
 
 
+@pytest.mark.slow  # real train steps of two models
 def test_training_fraction_is_the_median_of_alternating_rounds():
     from training.bench.measure import training_throughput
     from zoo import registry

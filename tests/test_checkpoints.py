@@ -403,6 +403,7 @@ def lock_holder():
         process.wait()
 
 
+@pytest.mark.slow  # real train steps of two models
 def test_a_second_training_of_the_same_folder_is_refused_naming_the_first(tmp_path, lock_holder):
     work_dir = new_format_run(tmp_path / "work")
     holder = lock_holder(work_dir)
@@ -417,6 +418,7 @@ def test_a_second_training_of_the_same_folder_is_refused_naming_the_first(tmp_pa
     assert resume(work_dir)["epoch"] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # a second Python process holds the lock
 def test_the_lock_file_of_a_killed_run_does_not_block(tmp_path, lock_holder):
     holder = lock_holder(tmp_path / "work")
     holder.send_signal(signal.SIGKILL)
@@ -450,6 +452,7 @@ def assert_one_error_line(capsys, code: int, *fragments: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # a second Python process holds the lock
 def test_train_command_names_the_training_that_holds_the_folder(tmp_path, monkeypatch, capsys, lock_holder):
     monkeypatch.setattr(loop, "CHECKPOINT_ROOT", tmp_path)
     holder = lock_holder(tmp_path / "linear_mnist")
