@@ -151,6 +151,21 @@ def test_loading_refuses_operations_outside_the_allowlist(copy_of, tmp_path):
     assert not target.exists()
 
 
+def test_zoo_verify_refuses_what_zoo_load_refuses(copy_of, tmp_path, monkeypatch):
+    """The review's case: a plain-TF model copied over a committed artifact, with the card, the
+    weights and the README copied and the manifest regenerated."""
+    monkeypatch.setattr(artifact, "EXPORT_ROOT", tmp_path / "models")
+    genuine = copy_of()
+    folder = tmp_path / "models" / "cnn_mnist"
+    module = Writer(str(tmp_path / "written.txt"))
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    for name in ("model_card.json", "model.weights.h5", "README.md"):
+        shutil.copyfile(genuine / name, folder / name)
+    artifact.write_manifest(folder)
+    (problem,) = artifact.verify_all(["cnn_mnist"])
+    assert "operation 'WriteFile'" in problem
+
+
 @pytest.mark.parametrize("name", registry_params(registry.list_models()))
 def test_every_registered_model_exports_only_allowed_operations(name, tmp_path):
     export_fresh(name, tmp_path / name)

@@ -317,7 +317,8 @@ def check_operations(root: str | os.PathLike) -> None:
 
 
 def verify_all(names: list[str] | None = None) -> list[str]:
-    """`zoo verify`: every committed artifact's manifest and card; returns the problems found."""
+    """`zoo verify`: every committed artifact's manifest, card and graph operations, as zoo.load
+    checks them; returns the problems found."""
     problems = []
     for name in names or registry.list_models():
         if not is_trained(name):
@@ -326,6 +327,7 @@ def verify_all(names: list[str] | None = None) -> list[str]:
         try:
             verify_manifest(folder)
             card = read_card(folder)
+            check_operations(folder)
         except ArtifactError as error:
             problems.append(f"{name}: {error}")
             continue
