@@ -496,13 +496,21 @@ def test_both_training_commands_print_expected_failures_as_one_line(monkeypatch,
 # The Makefile checks what reaches a shell
 
 
+def make_environment() -> dict[str, str]:
+    """This environment without what an outer `make test` passes down to sub-makes (its flags and
+    command-line variables, and the level that makes them print "Entering directory")."""
+    return {key: value for key, value in os.environ.items()
+            if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+
+
 def make_dry_run(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
     """`make -n ARGUMENTS` on a copy of the Makefile (nothing of the checkout is touched)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     for name in ("Makefile", "requirements.lock"):
         shutil.copy(ROOT / name, tmp_path / name)
-    return subprocess.run(["make", "-n", *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["make", "-n", *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=make_environment())
 
 
 INJECTED = "touch INJECTED"
@@ -537,7 +545,7 @@ def test_make_passes_data_dir_as_text_never_as_code(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr
     assert "INJECTED" not in result.stdout and not (tmp_path / "INJECTED").exists()
     shown = subprocess.run(["make", "--eval", "show: ; @printenv ZOO_DATA_DIR", "show", f"DATA_DIR={data_dir}"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60, env=make_environment())
     assert shown.stdout == data_dir + "\n"  # through the environment, literally
     assert not (tmp_path / "INJECTED").exists()
 
