@@ -5,7 +5,6 @@ files; `zoo.load(..., runtime="onnxruntime")` uses `cached_onnx`.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -62,7 +61,7 @@ def cached_onnx(folder: str | os.PathLike, rebuild: bool = False) -> Path:
     Written under a temporary name unique to the call, then renamed: concurrent loads each end
     with a whole file."""
     folder, card = _verified(folder)  # card["name"] matches NAME_PATTERN: a safe folder name
-    key = hashlib.sha256((folder / artifact.MANIFEST_NAME).read_bytes()).hexdigest()[:16]
+    key = artifact.manifest_digest(folder)[:16]
     directory = converted_dir() / card["name"]
     if not rebuild:
         for candidate in sorted(directory.glob(f"model-{key}-*.onnx")):
