@@ -79,9 +79,35 @@ def test_no_import_circles():
             visit(module)
 
 
+def needs_tfds(name: str, packages: tuple[str, ...] = ("tensorflow_datasets",)) -> bool:
+    """Does the module import tensorflow_datasets (the `data` extra), or any of `packages`, at
+    module level?"""
+    tree = ast.parse(modules()[name].read_text())
+    return any(isinstance(node, (ast.Import, ast.ImportFrom)) and
+               any((node.module if isinstance(node, ast.ImportFrom) else alias.name or "").split(".")[0] in packages
+                   for alias in node.names) for node in tree.body)
+
+
 def test_no_function_local_imports_of_the_project():
+    """Except the tfds data loaders in zoo's serving code: the `data` extra, imported only where
+    the real data is read, so that inference installs and imports without tfds."""
     _, local = import_graph()
-    assert local == []
+    allowed = [entry for entry in local if entry.startswith("zoo.serving.") and needs_tfds(entry.split()[-4])]
+    assert sorted(set(local) - set(allowed)) == []
+
+
+def test_inference_imports_neither_tfds_nor_matplotlib():
+    """What `import zoo` loads at module level (the CLI and the HTTP server too) needs no extra
+    beyond `serve`: the data modules it reads are the pure-Python ones."""
+    known = modules()
+    reached, frontier = set(), ["zoo", "zoo.cli", "zoo.serving.http"]
+    while frontier:
+        module = frontier.pop()
+        if module not in reached:
+            reached.add(module)
+            frontier.extend(target for target, inside_function in project_imports(known[module], set(known))
+                            if not inside_function)
+    assert sorted(module for module in reached if needs_tfds(module, ("tensorflow_datasets", "matplotlib"))) == []
 
 
 def test_data_flows_one_way_and_the_registry_is_a_leaf():

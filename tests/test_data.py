@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo import data, registry
+from training.cards import files_sha256
+from zoo import registry
 from zoo.data.common import raw_data_dir
 from zoo.data.images import IMAGE_DATASETS, image_pipeline, load_images
 
@@ -24,7 +25,7 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
 
 
 def test_checksums_are_the_official_ones():
-    checksums = data.files_sha256("mnist")
+    checksums = files_sha256("mnist")
     assert checksums["t10k-labels-idx1-ubyte.gz"] == \
         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
 
@@ -118,7 +119,7 @@ def test_label_names_come_from_the_dataset_metadata_without_prepared_data(name, 
 @pytest.mark.slow
 def test_cifar10_prepared_from_raw_files_keeps_the_official_label_names(data_dir):
     """Preparing from the official batches checks batches.meta.txt against the declared names."""
-    from zoo.data.common import prepare_builder
     from zoo.data.images import image_dataset
+    from zoo.data.prepare import prepare_builder
     builder = prepare_builder(image_dataset("cifar10").builder(), "cifar10", data_dir)
     assert tuple(builder.info.features["label"].names) == IMAGE_DATASETS["cifar10"].label_names

@@ -14,7 +14,7 @@ from PIL import Image, ImageFile
 import zoo
 from tests.test_language import export_tiny, tiny_model, tiny_spec
 from zoo import cli
-from zoo.data import ptb
+from zoo.data.text import tokenize
 from zoo.demo import draw_digits
 from zoo.serving import image as image_serving
 from zoo.serving import language as language_serving
@@ -232,7 +232,7 @@ def test_text_limits_are_stated_and_enforced_before_the_graph(language_model, mo
     lines, words = 3_761, 82_430 - 3_761  # as in ptb.test.txt: tokens = words + one <eos> a line
     text = "\n".join(" ".join(["the"] * (words // lines + (i < words % lines))) for i in range(lines))
     text += " " * (449_945 - len(text))
-    assert len(text) == 449_945 and len(ptb.tokenize(text)) == 82_430
+    assert len(text) == 449_945 and len(tokenize(text)) == 82_430
     assert np.isfinite(lm.perplexity(text))
 
     def graph(**_):

@@ -13,6 +13,7 @@ import zoo
 from training.recipes import resolve
 from zoo import registry
 from zoo.data import ptb
+from zoo.data.text import EOS, UNK, build_vocabulary, token_ids, tokenize
 from zoo.models import language
 from zoo.models.language import LanguageModelConfig
 from zoo.serving import language as serving
@@ -30,7 +31,7 @@ def fixture_lines(count: int, seed: int) -> list[str]:
 
 
 FIXTURE = {"train": fixture_lines(60, 0), "validation": fixture_lines(12, 1), "test": fixture_lines(15, 2)}
-FIXTURE_VOCABULARY = ptb.build_vocabulary(FIXTURE["train"])
+FIXTURE_VOCABULARY = build_vocabulary(FIXTURE["train"])
 
 
 def tiny_spec(cell: str = "lstm", tie: bool = True, layers: int = 2):
@@ -93,7 +94,7 @@ def test_tfds_builder_keeps_order_and_counts_eos(tmp_path, monkeypatch):
         loaded = ptb.load_lines(split, raw, tfds_dir=tmp_path / "tfds")
         assert loaded == [line.strip() for line in lines]
         words = sum(len(line.split()) for line in lines)
-        assert len(ptb.token_ids(loaded, FIXTURE_VOCABULARY)) == words + len(lines)
+        assert len(token_ids(loaded, FIXTURE_VOCABULARY)) == words + len(lines)
     assert ptb.Ptb(data_dir=tmp_path / "tfds").info.disable_shuffling
 
 
@@ -115,18 +116,18 @@ def test_registered_checksums_are_the_official_ones():
 
 def test_tokenize_lower_cases_skips_empty_lines_and_ends_lines_with_eos():
     text = " The CAT\tsat \n\n   \n on a\x0bmat \r\n"
-    assert ptb.tokenize(text) == ["the", "cat", "sat", "<eos>", "on", "a", "mat", "<eos>"]
-    assert ptb.tokenize(text, final_eos=False) == ["the", "cat", "sat", "<eos>", "on", "a", "mat"]
-    assert ptb.tokenize(" \n \n") == []
-    assert (ptb.EOS, ptb.UNK) == ("<eos>", "<unk>")
+    assert tokenize(text) == ["the", "cat", "sat", "<eos>", "on", "a", "mat", "<eos>"]
+    assert tokenize(text, final_eos=False) == ["the", "cat", "sat", "<eos>", "on", "a", "mat"]
+    assert tokenize(" \n \n") == []
+    assert (EOS, UNK) == ("<eos>", "<unk>")
 
 
 def test_vocabulary_order_size_and_unknown_words():
     lines = ["b a c a", "a b", "zz"]
-    vocabulary = ptb.build_vocabulary(lines)
+    vocabulary = build_vocabulary(lines)
     # a: 3, <eos>: 3, b: 2, c and zz: 1 (ties by code point), <unk> added with count 0.
     assert vocabulary == ["<eos>", "a", "b", "c", "zz", "<unk>"]
-    ids = ptb.token_ids(["a QQ b", "zz"], vocabulary)
+    ids = token_ids(["a QQ b", "zz"], vocabulary)
     assert ids.dtype == np.int32
     assert [vocabulary[i] for i in ids] == ["a", "<unk>", "b", "<eos>", "zz", "<eos>"]
     assert len(FIXTURE_VOCABULARY) == len(set(FIXTURE_VOCABULARY)) == len(set(WORDS)) + 1  # + <eos>
@@ -223,7 +224,7 @@ def test_score_step_next_word_and_keras_agree(tiny_lstm, text):
     size = language.state_size(spec.config)
     assert signatures["step"].structured_input_signature[1]["state"].shape[-1] == size
     index = {word: i for i, word in enumerate(FIXTURE_VOCABULARY)}
-    tokens = [index["<eos>"]] + [index.get(word, index["<unk>"]) for word in ptb.tokenize(text)]
+    tokens = [index["<eos>"]] + [index.get(word, index["<unk>"]) for word in tokenize(text)]
 
     stepped = step_through(signatures, tokens, size)  # [T, V]
     keras_logits = np.asarray(model(np.array([tokens], np.int32), training=False))[0]
@@ -253,7 +254,7 @@ def test_score_scores_each_string_on_its_own(tiny_lstm):
     for index, text in enumerate(texts):
         alone = score(text=tf.constant([text]))
         np.testing.assert_allclose(together["log_probability"][index], alone["log_probability"][0], rtol=1e-5)
-        assert int(together["token_count"][index]) == len(ptb.tokenize(text))
+        assert int(together["token_count"][index]) == len(tokenize(text))
     assert float(together["log_probability"][1]) == 0.0
 
 
@@ -278,7 +279,7 @@ def test_other_cells_export_and_agree(cell, tie, layers, tmp_path):
     signatures = tf.saved_model.load(str(path)).signatures
     text = "the dog sat\non the mat"
     index = {word: i for i, word in enumerate(FIXTURE_VOCABULARY)}
-    tokens = [index["<eos>"]] + [index[word] for word in ptb.tokenize(text)]
+    tokens = [index["<eos>"]] + [index[word] for word in tokenize(text)]
     stepped = step_through(signatures, tokens, language.state_size(spec.config))
     np.testing.assert_allclose(stepped, np.asarray(model(np.array([tokens], np.int32)))[0], atol=1e-4)
     expected = log_softmax(stepped[:-1])[np.arange(len(tokens) - 1), tokens[1:]].sum()
@@ -304,7 +305,7 @@ def test_nul_reads_as_a_space_and_lone_surrogates_are_refused(tiny_lstm):
     # tf.strings.lower ends a string at its first NUL; the graph maps NUL to a space first.
     lm = zoo.load(tiny_lstm[2])
     assert lm.log_probability("the\x00cat sat") == pytest.approx(lm.log_probability("the cat sat"))
-    assert ptb.tokenize("the\x00cat") == ["the", "cat", ptb.EOS]
+    assert tokenize("the\x00cat") == ["the", "cat", EOS]
     with pytest.raises(ValueError, match="no words"):
         lm.next_words("\x00 \x00")
     with pytest.raises(ValueError, match="lone surrogate"):
@@ -360,7 +361,7 @@ def test_evaluate_scores_the_whole_test_split(tiny_lstm, tmp_path, monkeypatch):
     lm = zoo.load(tiny_lstm[2])
     result = lm.evaluate(data_dir=raw)["test_perplexity"]
     text = "\n".join(FIXTURE["test"])
-    assert result["split"] == "test" and result["examples"] == len(ptb.tokenize(text))
+    assert result["split"] == "test" and result["examples"] == len(tokenize(text))
     assert result["value"] == pytest.approx(lm.perplexity(text), rel=1e-6)
 
 
@@ -372,7 +373,7 @@ def test_training_on_fixture_text_exports_a_working_artifact(tmp_path):
     recipe = dataclasses.replace(resolve(spec), epochs=2, batch_size=4, sequence_length=5, learning_rate=1e-2)
     path = language_task.train_on_lines(spec, recipe, FIXTURE, tmp_path / "gru_ptb", tmp_path / "work", verbose=0)
     card = json.loads((path / "model_card.json").read_text())
-    test_tokens = len(ptb.tokenize("\n".join(FIXTURE["test"])))
+    test_tokens = len(tokenize("\n".join(FIXTURE["test"])))
     assert card["metrics"]["test_perplexity"]["examples"] == test_tokens
     assert card["metrics"]["validation_perplexity"]["split"] == "validation"
     assert card["training"]["epochs_run"] == 2 and "val_perplexity" in card["training"]["history"]
@@ -406,13 +407,13 @@ def test_carried_state_is_reset_each_epoch_and_validation():
 @pytest.mark.slow
 def test_real_ptb_through_tfds(data_dir, tmp_path):
     lines = {split: ptb.load_lines(split, data_dir, tfds_dir=tmp_path / "tfds") for split in ptb.SPLITS}
-    vocabulary = ptb.build_vocabulary(lines["train"])
+    vocabulary = build_vocabulary(lines["train"])
     assert len(vocabulary) == 10_000 and {"<unk>", "<eos>", "n"} <= set(vocabulary)
-    counts = {split: len(ptb.token_ids(lines[split], vocabulary)) for split in ptb.SPLITS}
+    counts = {split: len(token_ids(lines[split], vocabulary)) for split in ptb.SPLITS}
     assert counts == {"train": 929_589, "validation": 73_760, "test": 82_430}
     assert lines["test"][0] == "no it was n't black monday"
-    test_ids = ptb.token_ids(lines["test"], vocabulary)
-    assert vocabulary.index("<unk>") in test_ids and len(ptb.tokenize("\n".join(lines["test"]))) == 82_430
+    test_ids = token_ids(lines["test"], vocabulary)
+    assert vocabulary.index("<unk>") in test_ids and len(tokenize("\n".join(lines["test"]))) == 82_430
 
 
 def test_make_train_dispatches_language_models_with_the_recipe(tmp_path, monkeypatch):

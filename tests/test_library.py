@@ -440,13 +440,44 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-USE_FROM_ANYWHERE = textwrap.dedent("""
+# Inference with the core dependencies only: importing the extras' tfds or matplotlib fails.
+CORE_ONLY = textwrap.dedent("""
+    import sys
+    class Absent:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow_datasets", "matplotlib"):
+                raise ModuleNotFoundError(f"No module named {name!r}")
+    sys.meta_path.insert(0, Absent())
+""")
+USE_FROM_ANYWHERE = CORE_ONLY + textwrap.dedent("""
     import sys, numpy as np, zoo
     assert zoo.__file__.startswith(sys.prefix), zoo.__file__
     result = zoo.load("cnn_mnist").predict(np.zeros([2, 28, 28, 1], np.uint8))
     words = zoo.load("lstm_ptb").next_words("the stock market", k=3)
     print("OK", list(result.class_id), [word for word, _ in words])
 """)
+
+
+def test_inference_needs_neither_tfds_nor_matplotlib(tmp_path):
+    """The core install (no `data` or `train` extra) loads and predicts; evaluating, which reads
+    the real data, says which extra it needs."""
+    script = tmp_path / "core.py"
+    script.write_text(CORE_ONLY + textwrap.dedent("""
+        import numpy as np, zoo
+        print("OK", list(zoo.load("cnn_mnist").predict(np.zeros([2, 28, 28, 1], np.uint8)).class_id),
+              len(zoo.load("lstm_ptb").next_words("the stock market", k=3)))
+        try:
+            zoo.evaluate("lstm_ptb")
+        except ImportError as error:
+            print("ERROR", error)
+    """))
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ok, error = result.stdout.splitlines()[-2:]
+    assert ok.startswith("OK [") and ok.endswith(" 3")
+    assert error.startswith("ERROR evaluate('lstm_ptb') reads the real data") and "pip install 'zoo[data]'" in error
 
 
 @pytest.mark.slow

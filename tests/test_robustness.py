@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 import zoo
 from tests.conftest import random_images
-from zoo.data import ptb
+from zoo.data.text import tokenize
 from zoo.serving.language import MAX_CHARACTERS, MAX_TOKENS
 
 DTYPES = [np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_,
@@ -134,7 +134,7 @@ def test_text_api_arbitrary_input(language_model, text, k):
         assert str(error)
         # Words are separated by ASCII whitespace and NUL (as in the exported graph).
         has_word = isinstance(text, str) and any(character not in " \t\n\v\f\r\x00" for character in text)
-        valid = has_word and 1 <= k and len(text) <= MAX_CHARACTERS and len(ptb.tokenize(text)) <= MAX_TOKENS
+        valid = has_word and 1 <= k and len(text) <= MAX_CHARACTERS and len(tokenize(text)) <= MAX_TOKENS
         assert not (valid and k <= len(language_model.vocabulary)), f"valid input rejected: {error}"
         return
     assert isinstance(text, str) and len(words) == k

@@ -21,7 +21,7 @@ import tensorflow as tf
 from training import cards, loop
 from training.recipes import Recipe
 from zoo import metrics
-from zoo.data import ptb
+from zoo.data import ptb, text
 from zoo.export import export
 from zoo.models import language
 from zoo.registry import ModelSpec
@@ -60,7 +60,7 @@ def fit_and_measure(spec: ModelSpec, recipe: Recipe, data_dir, work_dir: Path, v
     """Train without exporting; the final weights' validation perplexity (the test split is
     left alone: paper-schedule runs compare on validation)."""
     lines = {split: ptb.load_lines(split, data_dir) for split in ("train", "validation")}
-    model, _ = fit_language_model(spec, recipe, lines, ptb.build_vocabulary(lines["train"]), work_dir, None, verbose)
+    model, _ = fit_language_model(spec, recipe, lines, text.build_vocabulary(lines["train"]), work_dir, None, verbose)
     return perplexities(model, {"validation": lines["validation"]}, work_dir)
 
 
@@ -69,7 +69,7 @@ def train_on_lines(spec, recipe: Recipe, lines: Mapping[str, Sequence[str]], des
     """The whole run on given split -> lines (train, validation, test): vocabulary from the
     training lines, fit, perplexities through `score`, card, export, checkpoints removed."""
     started = time.perf_counter()
-    vocabulary = ptb.build_vocabulary(lines["train"])
+    vocabulary = text.build_vocabulary(lines["train"])
     model, history = fit_language_model(spec, recipe, lines, vocabulary, work_dir, strategy, verbose)
     measured = perplexities(model, {split: lines[split] for split in EVALUATED_SPLITS.values()}, work_dir)
     card = cards.make_card(spec, recipe, model, measured, history, time.perf_counter() - started,
@@ -90,7 +90,7 @@ def fit_language_model(spec, recipe: Recipe, lines, vocabulary: list[str], work_
         raise ValueError("language models train on one device: splitting a batch across replicas "
                          "would break the state carried from one batch to the next")
     train_data, validation_data = (
-        ptb.stream_batches(ptb.token_ids(lines[split], vocabulary), recipe.batch_size, recipe.sequence_length)
+        ptb.stream_batches(text.token_ids(lines[split], vocabulary), recipe.batch_size, recipe.sequence_length)
         for split in ("train", "validation"))
     with strategy.scope():
         twin = compiled_twin(spec, recipe, int(train_data.cardinality()))
@@ -113,7 +113,7 @@ def perplexities(model: keras.Model, texts: Mapping[str, Sequence[str]], work_di
     """Card metrics: each split's lines scored as one string by the artifact's `score` function."""
     vocabulary_file = serving.write_vocabulary(serving.model_vocabulary(model), Path(work_dir) / "vocab.txt")
     score = serving.LanguageServing(model, vocabulary_file).functions()["score"]
-    return {key: metrics.perplexity(score, ptb.as_text(texts[split]), split)
+    return {key: metrics.perplexity(score, text.as_text(texts[split]), split)
             for key, split in EVALUATED_SPLITS.items() if split in texts}
 
 
@@ -122,5 +122,5 @@ def card_extra(spec, vocabulary: list[str]) -> dict:
         "state_size": language.state_size(spec.config),
         "vocabulary": {"file": f"assets/{serving.VOCABULARY_ASSET}", "size": len(vocabulary),
                        "order": "training-split frequency, most frequent first; ties by code point",
-                       "unknown_word": ptb.UNK, "end_of_line": ptb.EOS},
+                       "unknown_word": text.UNK, "end_of_line": text.EOS},
     }

@@ -1,12 +1,12 @@
 """Every model of the zoo, registered once. The Makefile, tests, CLI and API read this."""
 from __future__ import annotations
 
-from zoo.data.images import IMAGE_DATASETS
+from zoo.data import labels
 from zoo.models import cnn, language, linear, mlp, perceptron, resnet
 from zoo.registry import ModelSpec, register
 
-MNIST_LABELS = IMAGE_DATASETS["mnist"].label_names
-CIFAR10_LABELS = IMAGE_DATASETS["cifar10"].label_names
+MNIST_LABELS = labels.MNIST
+CIFAR10_LABELS = labels.CIFAR10
 
 register(ModelSpec(
     name="linear_mnist", task="image", dataset="mnist",

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as error:  # includes ArtifactError: a clear message, no trace
+    except (ValueError, TypeError, ImportError) as error:  # includes ArtifactError: a clear message, no trace
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -15,10 +15,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from zoo.artifact import sha256_file
+from zoo.data.labels import CIFAR10 as LABEL_NAMES
 
-# The official batches.meta.txt, declared here so that the dataset's metadata has them before
-# (and without) preparing the data; preparing from the extracted batches checks the file agrees.
-LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 EXTRACTED_FOLDER = "cifar-10-batches-bin"
 EXTRACTED_SHA256 = {  # the official binary version's files
     "data_batch_1.bin": "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5",

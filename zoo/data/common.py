@@ -1,13 +1,10 @@
-"""The two directories: the raw-data directory (official files, read-only) and tfds's own."""
+"""Where the raw official files are (the raw-data directory, read-only), and what the data needs.
+
+Nothing here imports tfds: serving reads this module, and tfds is the `data` extra."""
 from __future__ import annotations
 
 import os
-import socket
-import urllib.parse
 from pathlib import Path
-
-import tensorflow_datasets as tfds
-from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
 DATA_DIR_VARIABLE = "ZOO_DATA_DIR"
 
@@ -24,38 +21,7 @@ def raw_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
     return path
 
 
-def prepare_builder(builder: tfds.core.DatasetBuilder, dataset: str,
-                    data_dir: str | os.PathLike | None = None) -> tfds.core.DatasetBuilder:
-    """download_and_prepare `builder`: offline from <data_dir>/<dataset>/ when a data
-    directory is set (tfds still verifies each file's registered checksum), else online."""
-    raw = raw_data_dir(data_dir)
-    config = None
-    if raw is None:
-        if not builder.is_prepared():
-            _check_reachable(builder, dataset)  # tfds would retry an unreachable host for minutes
-    else:
-        manual_dir = raw / dataset
-        if not manual_dir.is_dir():
-            raise ValueError(f"data directory {str(raw)!r} has no {dataset!r} folder; expected {str(manual_dir)!r}")
-        config = tfds.download.DownloadConfig(manual_dir=str(manual_dir), try_download_gcs=False)
-    try:
-        builder.download_and_prepare(download_config=config)
-    except NonMatchingChecksumError as error:
-        raise ValueError(f"{dataset}: a raw file does not match the official checksum tfds registers for it "
-                         f"({str(error).splitlines()[0]:.300})") from None
-    return builder
-
-
-def _check_reachable(builder: tfds.core.DatasetBuilder, dataset: str, timeout: float = 5.0) -> None:
-    """A one-line error, within `timeout` seconds, when the download source cannot be reached."""
-    urls = sorted(builder.url_infos or {})
-    # tfds.testing.mock_data replaces download_and_prepare with a no-op: nothing to reach then.
-    if not urls or type(builder).download_and_prepare.__module__.startswith("tensorflow_datasets.testing"):
-        return
-    address = urllib.parse.urlsplit(urls[0])
-    try:
-        socket.create_connection((address.hostname, address.port or 443), timeout=timeout).close()
-    except OSError as error:
-        raise ValueError(f"{dataset}: no raw-data directory is set ({DATA_DIR_VARIABLE}, or DATA_DIR= for make) and "
-                         f"its download source {address.hostname} cannot be reached ({error.strerror or error}); "
-                         f"set {DATA_DIR_VARIABLE} to a folder holding {dataset}/ with the official files") from None
+def missing_data_extra(error: ImportError, what: str) -> ImportError:
+    """The one-line error for using the data pipeline (tfds) where only inference is installed."""
+    return ImportError(f"{what} reads the real data, which needs the data extra (tensorflow-datasets): "
+                       f"pip install 'zoo[data]' ({error})")

@@ -13,7 +13,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from zoo.data import cifar10
-from zoo.data.common import prepare_builder
+from zoo.data.labels import LABEL_NAMES
+from zoo.data.prepare import prepare_builder
 
 _MAX_EXAMPLES = 2**31 - 1  # a batch size that takes a whole split
 
@@ -38,9 +39,8 @@ class ImageDataset:
 
 
 IMAGE_DATASETS = {dataset.name: dataset for dataset in (
-    ImageDataset("mnist", lambda: tfds.builder("mnist", try_gcs=False),
-                 label_names=tuple(str(digit) for digit in range(10))),
-    ImageDataset("cifar10", cifar10.Cifar10, label_names=cifar10.LABEL_NAMES,  # also from extracted batches
+    ImageDataset("mnist", lambda: tfds.builder("mnist", try_gcs=False), label_names=LABEL_NAMES["mnist"]),
+    ImageDataset("cifar10", cifar10.Cifar10, label_names=LABEL_NAMES["cifar10"],  # also from extracted batches
                  extra_files_sha256={f"{cifar10.EXTRACTED_FOLDER}/{file}": digest
                                      for file, digest in cifar10.EXTRACTED_SHA256.items()}),
 )}

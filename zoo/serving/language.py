@@ -6,12 +6,12 @@
     lm.perplexity("the company said it expects")
     lm.generate("the company said", num_words=30, temperature=0.8, top_k=40, seed=0)
 
-Text rules (the graph's; zoo.data.ptb.tokenize mirrors them): lower-case; lines, skipping empty
+Text rules (the graph's; zoo.data.text.tokenize mirrors them): lower-case; lines, skipping empty
 ones; words split on whitespace; unknown words become <unk> (see `unknown_words`); the state
 starts at zero and <eos> is fed first.
 
 Vocabulary: the builders are pure and know only `vocab_size`; the word list comes from the data
-(`zoo.data.ptb.build_vocabulary`) and travels with the trained model: `set_vocabulary(model,
+(`zoo.data.text.build_vocabulary`) and travels with the trained model: `set_vocabulary(model,
 words)` attaches it, `archive` writes it to the artifact's assets/vocab.txt (one word per line,
 id = line number), and the graph's lookup tables are initialised from that file.
 """
@@ -28,8 +28,8 @@ import tensorflow as tf
 
 from zoo import metrics
 from zoo.artifact import ArtifactError
-from zoo.data import ptb
-from zoo.data.ptb import EOS, UNK
+from zoo.data import common
+from zoo.data.text import EOS, UNK, tokenize
 from zoo.models.language import ReversibleEmbedding, recurrent_layers, state_size
 from zoo.registry import ModelSpec
 
@@ -42,7 +42,7 @@ DEMO_PROMPTS = ("the stock market", "the company said", "in new york")
 # one string (449,945 characters, 82,430 tokens). Scoring ran at ~3,300 tokens/s (lstm_ptb, 2 CPU
 # cores shared with a training run): MAX_TOKENS is ~30 s of work.
 MAX_CHARACTERS = 500_000
-MAX_TOKENS = 100_000  # words and <eos>s, as ptb.tokenize counts them
+MAX_TOKENS = 100_000  # words and <eos>s, as zoo.data.text.tokenize counts them
 # generate feeds the prompt, then each sampled word, one token at a time through `step` (~1,000
 # tokens/s in make bench): prompt tokens and num_words are each limited to ~10 s of work.
 MAX_GENERATE_TOKENS = 10_000
@@ -359,8 +359,8 @@ class LanguageModel:
             top_k = min(_check_count("top_k", top_k, 1, 10**9), len(self.vocabulary))
         if seed is not None:
             seed = _check_count("seed", seed, 0, MAX_SEED, "None or an int")
-        unknown = self._ids[ptb.UNK]
-        context = [ptb.EOS] + ptb.tokenize(prompt, final_eos=False)
+        unknown = self._ids[UNK]
+        context = [EOS] + tokenize(prompt, final_eos=False)
         state = tf.zeros([1, self.state_size])
         for word in context:
             logits, state = self._advance(self._ids.get(word, unknown), state)
@@ -370,7 +370,7 @@ class LanguageModel:
             index = _sample(logits, temperature, top_k, generator)
             words.append(self.vocabulary[index])
             logits, state = self._advance(index, state)
-        return "\n".join(" ".join(line.split()) for line in " ".join(words).split(ptb.EOS))
+        return "\n".join(" ".join(line.split()) for line in " ".join(words).split(EOS))
 
     # The REST server's interface (zoo.serving.http): signatures by name, inputs checked per
     # request, then one signature call per (dynamically batched) group of requests.
@@ -432,6 +432,10 @@ class LanguageModel:
         if self.card.get("dataset", {}).get("name") != "ptb":
             raise ValueError(f"{self.name}: evaluate() knows the PTB test split; the card names "
                              f"{self.card.get('dataset')!r}")
+        try:
+            from zoo.data import ptb  # the data extra (tfds); inference never imports it
+        except ImportError as error:
+            raise common.missing_data_extra(error, f"evaluate({self.name!r})") from None
         return {"test_perplexity": metrics.perplexity(self._score, ptb.split_text("test", data_dir), "test")}
 
     def _advance(self, token_id: int, state):
@@ -450,7 +454,7 @@ def _sample(logits: np.ndarray, temperature: float, top_k: int | None, generator
 
 def _check_text(text, name: str = "text", allow_empty: bool = False) -> list[str]:
     """A str within MAX_CHARACTERS and MAX_TOKENS (and with a word, unless allow_empty): its
-    tokens (ptb.tokenize), counted here before anything runs in the graph."""
+    tokens (zoo.data.text.tokenize), counted here before anything runs in the graph."""
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str, got {type(text).__name__}")
     if len(text) > MAX_CHARACTERS:  # checked first: tokenizing costs time in proportion
@@ -460,7 +464,7 @@ def _check_text(text, name: str = "text", allow_empty: bool = False) -> list[str
     except UnicodeEncodeError as error:
         raise ValueError(f"{name} must be valid Unicode; {error.object[error.start]!r} at position "
                          f"{error.start} is a lone surrogate") from None
-    tokens = ptb.tokenize(text)
+    tokens = tokenize(text)
     if not tokens and not allow_empty:
         raise ValueError(f"{name} is empty (no words)")
     if len(tokens) > MAX_TOKENS:
