@@ -286,6 +286,20 @@ def test_garbage_recipe_file_is_refused(tmp_path):
     assert_refused(work_dir, "recipe.json: is not readable JSON")
 
 
+def test_a_run_pinned_before_a_recipe_setting_existed_resumes(tmp_path):
+    """recipe.json from before a setting was added lacks it; the run had its default, so it resumes."""
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    stored = json.loads(json.dumps(dataclasses.asdict(RECIPE)))
+    del stored["averaging"], stored["averaging_patience"]
+    (work_dir / "recipe.json").write_text(json.dumps(stored))
+    loop.check_resumable(RECIPE, work_dir)
+    with pytest.raises(ValueError, match=r"another recipe \(averaging: 'none' -> 'nt_asgd', "):
+        (work_dir / "recipe.json").write_text(json.dumps(stored))
+        loop.check_resumable(dataclasses.replace(RECIPE, optimizer="sgd", averaging="nt_asgd", weight_decay=0.0),
+                             work_dir)
+
+
 def test_a_backup_past_the_recipes_epochs_is_refused(tmp_path):
     work_dir = new_format_run(tmp_path / "work")
     (work_dir / "recipe.json").unlink()  # lost: it would have refused the other recipe

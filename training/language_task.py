@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from training import cards, loop
+from training import averaging, cards, loop
 from training.recipes import Recipe
 from zoo import metrics
 from zoo.data import ptb, text
@@ -94,8 +94,14 @@ def fit_language_model(spec, recipe: Recipe, lines, vocabulary: list[str], work_
         for split in ("train", "validation"))
     with strategy.scope():
         twin = compiled_twin(spec, recipe, int(train_data.cardinality()))
+    callbacks: list[keras.callbacks.Callback] = [CarriedState()]
+    if recipe.averaging == "nt_asgd":
+        log_path = Path(work_dir) / loop.LOG_FILE
+        callbacks.append(averaging.NonMonotonicTrigger(
+            recipe.averaging_patience, lambda: loop.read_history(log_path).get("val_loss", []) if log_path.exists()
+            else []))
     history = loop.fit(twin, recipe, train_data.prefetch(tf.data.AUTOTUNE), validation_data, work_dir,
-                       verbose=verbose, callbacks=(CarriedState(),))
+                       verbose=verbose, callbacks=tuple(callbacks))
     model = spec.build()
     model.set_weights(twin.get_weights())  # the same layers in the same order; states are not weights
     return serving.set_vocabulary(model, vocabulary), history

@@ -36,6 +36,7 @@ import h5py
 import keras
 import numpy
 
+from training import averaging
 from training.recipes import Recipe
 from zoo.artifact import sha256_file
 
@@ -74,6 +75,8 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Opt
     clip = {"global_clipnorm": recipe.gradient_clip_norm} if recipe.gradient_clip_norm else {}
     if recipe.optimizer == "adamw":
         return keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay, **clip)
+    if recipe.averaging == "nt_asgd":
+        return averaging.AveragingSGD(rate, momentum=recipe.momentum, nesterov=True, l2=recipe.weight_decay, **clip)
     if recipe.optimizer == "sgd":
         return CoupledWeightDecaySGD(rate, momentum=recipe.momentum, nesterov=True,
                                      l2=recipe.weight_decay, **clip)
@@ -557,10 +560,14 @@ def check_resumable(recipe: Recipe, work_dir: Path) -> None:
             raise _damaged(path, f"is not readable JSON ({_one_line(error)})") from error
         if not isinstance(stored, dict):
             raise _damaged(path, f"holds {_one_line(stored)[:80]!r}, not a recipe")
-        changed = sorted(key for key in set(stored) | set(current)
-                         if key not in _RESUMABLE_CHANGES and stored.get(key) != current.get(key))
+        # A setting the stored recipe lacks was added to Recipe after the run began, which ran
+        # with its default (new settings default to the old behaviour).
+        defaults = json.loads(json.dumps(dataclasses.asdict(Recipe())))
+        changed = sorted(key for key in set(stored) | set(current) if key not in _RESUMABLE_CHANGES and
+                         stored.get(key, defaults.get(key)) != current.get(key))
         if changed:
-            details = ", ".join(f"{key}: {stored.get(key)!r} -> {current.get(key)!r}" for key in changed)
+            details = ", ".join(f"{key}: {stored.get(key, defaults.get(key))!r} -> {current.get(key)!r}"
+                                for key in changed)
             raise ValueError(f"{work_dir} holds an interrupted run with another recipe ({details}); "
                              "rerun with the same settings to resume it, or delete the folder to start over")
     try:

@@ -27,12 +27,17 @@ class Recipe:
     sequence_length: int = 35  # language models: truncated-BPTT window, in tokens
     seed: int = 0
     time_limit_minutes: float | None = None  # stop after the first epoch ending past this much training time
+    # nt_asgd (language models): non-monotonically triggered averaging (Merity et al. 2017): once
+    # the validation loss is above the best of all but the last `averaging_patience` epochs, the
+    # weights are averaged over every later step; validation and the export use the average.
+    averaging: str = "none"  # none | nt_asgd
+    averaging_patience: int = 5
 
     def __post_init__(self):
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"recipe {name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "sequence_length"):
+        for name in ("epochs", "batch_size", "sequence_length", "averaging_patience"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"recipe {name} must be a positive int, got {value!r}")
@@ -47,12 +52,14 @@ class Recipe:
             if not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
                 bounds = f"in [{low}, {high})" if high is not None else f">= {low}"
                 raise ValueError(f"recipe {name} must be a number {bounds}, got {value!r}")
+        if self.averaging == "nt_asgd" and self.optimizer != "sgd":
+            raise ValueError(f"recipe averaging nt_asgd averages SGD's steps; the optimizer is {self.optimizer!r}")
         if not all(isinstance(epoch, int) and epoch > 0 for epoch in self.step_epochs):
             raise ValueError(f"recipe step_epochs must be positive epoch numbers, got {self.step_epochs!r}")
 
 
 CHOICES = {"optimizer": ("adamw", "sgd", "perceptron"), "schedule": ("constant", "cosine", "steps"),
-           "augment": ("none", "shift", "flip_crop")}
+           "augment": ("none", "shift", "flip_crop"), "averaging": ("none", "nt_asgd")}
 
 
 def resolve(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> Recipe:

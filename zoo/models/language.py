@@ -5,9 +5,12 @@ zoo.serving.language.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import keras
 from keras import ops
+
+from zoo.models.rnn_regularizers import WEIGHT_DROP_LAYERS, ActivationPenalty, EmbeddingDropout, locked_dropout
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -16,10 +19,16 @@ CELLS = ("rnn", "lstm", "gru")
 class LanguageModelConfig:
     """Embedding -> num_layers recurrent layers -> logits over the vocabulary.
 
-    dropout is applied to the embeddings, between recurrent layers and before the output layer
-    (non-recurrent connections only, as in Zaremba et al. 2014). tie_embeddings reuses the
-    embedding matrix as the output layer (Press & Wolf 2017); it needs hidden_units ==
-    embedding_dim.
+    dropout is applied between recurrent layers and before the output layer, input_dropout
+    (default: dropout) to the embeddings: non-recurrent connections only, as in Zaremba et al.
+    2014. tie_embeddings reuses the embedding matrix as the output layer (Press & Wolf 2017); it
+    needs hidden_units == embedding_dim.
+
+    AWD-LSTM's regularisers (zoo.models.rnn_regularizers; all off by default, none adds a weight
+    or acts at inference): locked_dropout draws those dropout masks once per sequence;
+    embedding_dropout drops whole words; weight_drop is DropConnect on the recurrent kernels;
+    activation_penalty (AR, alpha) and temporal_activation_penalty (TAR, beta) penalise the last
+    layer's outputs.
     """
 
     cell: str = "lstm"  # rnn | lstm | gru
@@ -32,6 +41,12 @@ class LanguageModelConfig:
     # Embeddings start uniform in [-r, r]. Keras' default (0.05) feeds the first recurrent layer
     # such small inputs that a 2-layer model lingers near the unigram distribution for an epoch.
     embedding_init_range: float = 0.1
+    input_dropout: float | None = None
+    locked_dropout: bool = False
+    embedding_dropout: float = 0.0
+    weight_drop: float = 0.0
+    activation_penalty: float = 0.0
+    temporal_activation_penalty: float = 0.0
 
 
 def check_config(config: LanguageModelConfig) -> None:
@@ -45,8 +60,17 @@ def check_config(config: LanguageModelConfig) -> None:
             raise ValueError(f"{field} must be a positive int, got {value!r}")
     if config.vocab_size < 2:
         raise ValueError(f"vocab_size must be at least 2 (<unk> and <eos>), got {config.vocab_size}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config.dropout!r}")
+    for field in ("dropout", "embedding_dropout", "weight_drop") + (("input_dropout",) if config.input_dropout
+                                                                    is not None else ()):
+        value = getattr(config, field)
+        if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+            raise ValueError(f"{field} must be in [0, 1), got {value!r}")
+    for field in ("activation_penalty", "temporal_activation_penalty"):
+        value = getattr(config, field)
+        if not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"{field} must be a number >= 0, got {value!r}")
+    if not isinstance(config.locked_dropout, bool):
+        raise ValueError(f"locked_dropout must be True or False, got {config.locked_dropout!r}")
     if not (isinstance(config.embedding_init_range, float) and config.embedding_init_range > 0):
         raise ValueError(f"embedding_init_range must be a positive float, got {config.embedding_init_range!r}")
     if config.tie_embeddings and config.hidden_units != config.embedding_dim:
@@ -90,14 +114,23 @@ class ReversibleEmbedding(keras.layers.Embedding):
 
 
 def _recurrent_layer(config: LanguageModelConfig, index: int, stateful: bool) -> keras.layers.RNN:
-    options = dict(units=config.hidden_units, return_sequences=True, return_state=True,
-                   stateful=stateful, name=f"{config.cell}_{index + 1}")
+    options: dict[str, Any] = dict(units=config.hidden_units, return_sequences=True, return_state=True,
+                                   stateful=stateful, name=f"{config.cell}_{index + 1}")
+    if config.weight_drop:
+        options["weight_drop"] = config.weight_drop
     if config.cell == "rnn":
-        return keras.layers.SimpleRNN(**options)
+        return (WEIGHT_DROP_LAYERS["rnn"] if config.weight_drop else keras.layers.SimpleRNN)(**options)
     # The exported (stateless) model never takes the cuDNN path, so its graph runs anywhere; the
-    # stateful training twin may use cuDNN on a GPU (same weights, same maths).
+    # stateful training twin may use cuDNN on a GPU (same weights, same maths), unless weight drop
+    # needs the cell run step by step.
+    if config.weight_drop:
+        return WEIGHT_DROP_LAYERS[config.cell](**options, use_cudnn=False)
     layer = keras.layers.LSTM if config.cell == "lstm" else keras.layers.GRU
     return layer(**options, use_cudnn="auto" if stateful else False)
+
+
+def _dropout(config: LanguageModelConfig, rate: float, width: int, name: str) -> keras.layers.Dropout:
+    return locked_dropout(rate, width, name) if config.locked_dropout else keras.layers.Dropout(rate, name=name)
 
 
 def _build_language_model(config: LanguageModelConfig, name: str, batch_size: int | None = None,
@@ -113,10 +146,16 @@ def _build_language_model(config: LanguageModelConfig, name: str, batch_size: in
     embedding = embedding_type(config.vocab_size, config.embedding_dim, embeddings_initializer=initializer,
                                name="embedding")
     x = embedding(token_ids)  # [N, T, E]
-    x = keras.layers.Dropout(config.dropout, name="embedding_dropout")(x)
+    if config.embedding_dropout:
+        x = EmbeddingDropout(config.vocab_size, config.embedding_dropout, name="word_dropout")([token_ids, x])
+    input_dropout = config.dropout if config.input_dropout is None else config.input_dropout
+    x = _dropout(config, input_dropout, config.embedding_dim, "embedding_dropout")(x)
     for index in range(config.num_layers):
-        x = _recurrent_layer(config, index, stateful)(x)[0]  # sequence [N, T, H]; states dropped
-        x = keras.layers.Dropout(config.dropout, name=f"dropout_{index + 1}")(x)
+        raw = _recurrent_layer(config, index, stateful)(x)[0]  # sequence [N, T, H]; states dropped
+        x = _dropout(config, config.dropout, config.hidden_units, f"dropout_{index + 1}")(raw)
+    if config.activation_penalty or config.temporal_activation_penalty:
+        x = ActivationPenalty(config.activation_penalty, config.temporal_activation_penalty,
+                              name="activation_penalty")([raw, x])
     if config.tie_embeddings:
         logits = embedding(x, reverse=True)
     else:
