@@ -5,7 +5,7 @@ import tensorflow as tf
 from training.cards import files_sha256
 from zoo import registry
 from zoo.data.common import raw_data_dir
-from zoo.data.images import IMAGE_DATASETS, image_pipeline, load_images
+from zoo.data.images import AUGMENTATIONS, IMAGE_DATASETS, Affine, affine_transforms, image_pipeline, load_images
 
 
 def test_raw_data_dir_precedence(tmp_path, monkeypatch):
@@ -30,7 +30,7 @@ def test_checksums_are_the_official_ones():
         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
 
 
-@pytest.mark.parametrize("augment", ["none", "shift", "flip_crop"])
+@pytest.mark.parametrize("augment", AUGMENTATIONS)
 def test_pipeline_keeps_uint8_and_shape(augment):
     images = np.random.default_rng(0).integers(0, 256, (10, 28, 28, 1), dtype=np.uint8)
     dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(10)))
@@ -50,6 +50,43 @@ def test_shift_augmentation_translates_without_changing_pixels():
     for batch, _ in image_pipeline(dataset, 16, training=True, augment="shift", seed=1):
         for augmented in batch.numpy():
             assert augmented.sum() == image.sum()  # a pure translation of the square
+
+
+def transform(images, angle, scale, shift):
+    count, height, width = images.shape[:3]
+    transforms = affine_transforms(tf.fill([count], float(angle)), tf.fill([count], float(scale)),
+                                   tf.constant([shift] * count, tf.float32), height, width)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(images, tf.float32), transforms=transforms, output_shape=[height, width], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT").numpy()
+
+
+def test_affine_transforms_are_the_stated_rotation_scale_and_shift():
+    images = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype(np.uint8)
+    np.testing.assert_array_equal(transform(images, 0, 1, [0, 0]), images)
+    shifted = np.zeros_like(images)
+    shifted[:, :26, 3:] = images[:, 2:, :25]  # 3 pixels right, 2 up
+    np.testing.assert_array_equal(transform(images, 0, 1, [3, -2]), shifted)
+    np.testing.assert_allclose(transform(images, np.pi / 2, 1, [0, 0]), np.rot90(images, 3, axes=(1, 2)), atol=1e-3)
+    doubled = transform(images, 0, 2, [0, 0])  # about the centre (13.5, 13.5): output 15 <- input 14.25
+    np.testing.assert_allclose(doubled[:, 15, 15], (images[:, 14, 14] * 0.75 + images[:, 14, 15] * 0.25) * 0.75
+                               + (images[:, 15, 14] * 0.75 + images[:, 15, 15] * 0.25) * 0.25, rtol=1e-5)
+
+
+def test_affine_augmentation_moves_digits_within_its_ranges():
+    image = np.zeros((1, 28, 28, 1), np.uint8)
+    image[0, 12:16, 6:22] = 255  # a horizontal bar through the centre
+    dataset = tf.data.Dataset.from_tensor_slices((np.repeat(image, 64, 0), np.zeros(64)))
+    still = next(iter(image_pipeline(dataset, 64, True, "affine", 0, Affine(0.0, 0.0, 0.0))))[0].numpy()
+    np.testing.assert_array_equal(still, np.repeat(image, 64, 0))
+    moved = next(iter(image_pipeline(dataset, 64, True, "affine", 0, Affine(20.0, 3.0, 0.1))))[0].numpy()
+    assert len({picture.tobytes() for picture in moved}) == 64  # drawn per image
+    for picture in moved:
+        rows, columns = np.nonzero(picture[..., 0] > 127)
+        # the bar's centre moves by at most the translation (plus rounding); its tilt stays within 20 degrees
+        assert abs(rows.mean() - 13.5) <= 3.6 and abs(columns.mean() - 13.5) <= 3.6
+        slope = np.polyfit(columns, rows, 1)[0]
+        assert abs(np.degrees(np.arctan(slope))) <= 21
 
 
 def test_augmentation_is_drawn_per_image_within_a_batch():

@@ -47,6 +47,34 @@ def test_sgd_weight_decay_is_l2_through_the_momentum_like_the_papers():
     assert not np.allclose(keras_decay[0], reference[0], rtol=1e-3)  # the weaker decoupled form
 
 
+def test_ema_recipe_ends_training_with_the_moving_average():
+    """fit with ema_momentum ends with Keras' moving average of the weights after each step:
+    the first step's weights, then m * average + (1 - m) * weights."""
+    rng = np.random.default_rng(0)
+    inputs, targets = rng.normal(size=(16, 3)).astype("float32"), rng.normal(size=(16, 1)).astype("float32")
+    recipe = Recipe(epochs=3, learning_rate=0.05, weight_decay=0.0, schedule="constant", ema_momentum=0.5)
+
+    def model_with(optimizer):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer=optimizer, loss="mse")
+        return model
+
+    plain = model_with(loop.make_optimizer(dataclasses.replace(recipe, ema_momentum=None), steps_per_epoch=1))
+    average = None
+    for _ in range(recipe.epochs):
+        plain.train_on_batch(inputs, targets)
+        weights = plain.get_weights()
+        average = weights if average is None else [0.5 * a + 0.5 * w for a, w in zip(average, weights)]
+    averaged = model_with(loop.make_optimizer(recipe, steps_per_epoch=1))
+    averaged.fit(inputs, targets, batch_size=16, epochs=recipe.epochs, verbose=0)
+    for ours, expected in zip(averaged.get_weights(), average):
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(averaged.get_weights()[0], plain.get_weights()[0])
+    with pytest.raises(ValueError, match="ema_momentum must be None or in"):
+        Recipe(ema_momentum=1.5)
+
+
 def test_time_limit_stops_after_the_first_epoch_past_it(tmp_path):
     model, dataset = tiny_regression()
     model.compile(optimizer="sgd", loss="mse")

@@ -10,7 +10,7 @@ import tensorflow as tf
 from training import cards, distribute, loop
 from training.recipes import Recipe
 from zoo import metrics
-from zoo.data.images import image_pipeline, load_images
+from zoo.data.images import Affine, image_pipeline, load_images
 from zoo.export import export
 from zoo.models.perceptron import perceptron_criterion
 from zoo.registry import ModelSpec
@@ -52,7 +52,8 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
     test_raw = load_images(spec.dataset, "test", data_dir)
     # A resumed run continues with fresh epochs of order and augmentation, not a replay of epoch 1.
     data_seed = recipe.seed + loop.completed_epochs(work_dir)
-    train_data = image_pipeline(train_raw, recipe.batch_size, True, recipe.augment, data_seed).map(one_hot)
+    affine = Affine(recipe.affine_rotation, recipe.affine_translation, recipe.affine_scale)
+    train_data = image_pipeline(train_raw, recipe.batch_size, True, recipe.augment, data_seed, affine).map(one_hot)
     test_data = image_pipeline(test_raw, EVAL_BATCH, False)
     steps = loop.steps_for(int(train_raw.cardinality()), recipe.batch_size)
     with (strategy or tf.distribute.get_strategy()).scope():

@@ -72,14 +72,17 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
 
 def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     rate = learning_rate_schedule(recipe, steps_per_epoch)
-    clip = {"global_clipnorm": recipe.gradient_clip_norm} if recipe.gradient_clip_norm else {}
+    options: dict = {"global_clipnorm": recipe.gradient_clip_norm} if recipe.gradient_clip_norm else {}
+    if recipe.ema_momentum is not None:
+        options.update(use_ema=True, ema_momentum=recipe.ema_momentum)
     if recipe.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay, **clip)
+        return keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay, **options)
     if recipe.averaging == "nt_asgd":
-        return averaging.AveragingSGD(rate, momentum=recipe.momentum, nesterov=True, l2=recipe.weight_decay, **clip)
+        return averaging.AveragingSGD(rate, momentum=recipe.momentum, nesterov=True, l2=recipe.weight_decay,
+                                      **options)
     if recipe.optimizer == "sgd":
         return CoupledWeightDecaySGD(rate, momentum=recipe.momentum, nesterov=True,
-                                     l2=recipe.weight_decay, **clip)
+                                     l2=recipe.weight_decay, **options)
     raise ValueError(f"optimizer must be adamw or sgd, got {recipe.optimizer!r}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from zoo.data.images import AUGMENTATIONS
 from zoo.registry import ModelSpec
 
 
@@ -22,7 +23,15 @@ class Recipe:
     step_factor: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
-    augment: str = "none"  # none | shift | flip_crop
+    augment: str = "none"  # none | shift | flip_crop | affine (zoo.data.images)
+    # affine: per image, rotation within +-affine_rotation degrees, translation within
+    # +-affine_translation pixels, scale within 1 +- affine_scale
+    affine_rotation: float = 15.0
+    affine_translation: float = 3.0
+    affine_scale: float = 0.1
+    # An exponential moving average of the weights (Keras' use_ema), which the model gets at the
+    # end of training; None: the last weights.
+    ema_momentum: float | None = None
     gradient_clip_norm: float | None = None
     sequence_length: int = 35  # language models: truncated-BPTT window, in tokens
     seed: int = 0
@@ -47,11 +56,16 @@ class Recipe:
                 raise ValueError(f"recipe {name} must be a positive number, got {value!r}")
         if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
             raise ValueError(f"recipe warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}")
-        for name, low, high in (("weight_decay", 0, None), ("momentum", 0, 1), ("label_smoothing", 0, 1)):
+        for name, low, high in (("weight_decay", 0, None), ("momentum", 0, 1), ("label_smoothing", 0, 1),
+                                ("affine_rotation", 0, 180), ("affine_translation", 0, None), ("affine_scale", 0, 1)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
                 bounds = f"in [{low}, {high})" if high is not None else f">= {low}"
                 raise ValueError(f"recipe {name} must be a number {bounds}, got {value!r}")
+        if self.ema_momentum is not None and not (isinstance(self.ema_momentum, float) and 0 < self.ema_momentum < 1):
+            raise ValueError(f"recipe ema_momentum must be None or in (0, 1), got {self.ema_momentum!r}")
+        if self.averaging == "nt_asgd" and self.ema_momentum is not None:
+            raise ValueError("recipe averaging nt_asgd keeps its own average of the weights; ema_momentum must be None")
         if self.averaging == "nt_asgd" and self.optimizer != "sgd":
             raise ValueError(f"recipe averaging nt_asgd averages SGD's steps; the optimizer is {self.optimizer!r}")
         if not all(isinstance(epoch, int) and epoch > 0 for epoch in self.step_epochs):
@@ -59,7 +73,7 @@ class Recipe:
 
 
 CHOICES = {"optimizer": ("adamw", "sgd", "perceptron"), "schedule": ("constant", "cosine", "steps"),
-           "augment": ("none", "shift", "flip_crop"), "averaging": ("none", "nt_asgd")}
+           "augment": AUGMENTATIONS, "averaging": ("none", "nt_asgd")}
 
 
 def resolve(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> Recipe:

@@ -9,6 +9,7 @@ import dataclasses
 import os
 from typing import Callable, Mapping
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -63,15 +64,24 @@ def label_names(name: str) -> tuple[str, ...]:
     return tuple(image_dataset(name).builder().info.features["label"].names)
 
 
+@dataclasses.dataclass(frozen=True)
+class Affine:
+    """The 'affine' augmentation's ranges, each drawn uniformly per image: rotation in degrees,
+    translation in pixels (each axis), scale as a fraction around 1."""
+    rotation: float = 15.0
+    translation: float = 3.0
+    scale: float = 0.1
+
+
 def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,
-                   augment: str = "none", seed: int | None = None) -> tf.data.Dataset:
+                   augment: str = "none", seed: int | None = None, affine: Affine = Affine()) -> tf.data.Dataset:
     """Batches of (uint8 images [B, H, W, C], labels [B]); images stay uint8 until the model.
 
     Evaluation: cache, batch, prefetch (every example, in order). Training: the split is held in
     memory and each pass (epoch) draws a new permutation of it and new augmentations, with full
     batches only; the same seed gives the same sequence of epochs, so a resumed run passes an
     offset seed to continue with fresh epochs rather than replay the first one."""
-    augmenter = _augmenter(augment)  # an unknown kind fails here, before any work
+    augmenter = _augmenter(augment, affine)  # an unknown kind fails here, before any work
     if not training:
         return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
     images, labels = dataset.batch(_MAX_EXAMPLES).get_single_element()  # [N, H, W, C], [N]
@@ -96,13 +106,20 @@ def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,
     return batches.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(kind: str):
+AUGMENTATIONS = ("none", "shift", "flip_crop", "affine")
+
+
+def _augmenter(kind: str, affine: Affine = Affine()):
     """Augmentation of a uint8 batch [B, H, W, C], drawn per image: 'shift' (pad 2, random
-    crop) for digits, 'flip_crop' (pad 4, random crop, horizontal flip) for natural images."""
+    crop) for digits, 'flip_crop' (pad 4, random crop, horizontal flip) for natural images,
+    'affine' (rotation, scale and sub-pixel translation about the centre, bilinear, zeros
+    outside) for digits."""
     if kind == "none":
         return lambda batch_data, seed: batch_data
-    if kind not in ("shift", "flip_crop"):
-        raise ValueError(f"augment must be 'none', 'shift' or 'flip_crop', got {kind!r}")
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {kind!r}")
+    if kind == "affine":
+        return lambda batch_data, seed: (random_affine(batch_data[0], seed, affine), batch_data[1])
     padding = 2 if kind == "shift" else 4
 
     def augment(batch_data, seed):
@@ -120,3 +137,31 @@ def _augmenter(kind: str):
         return images, labels
 
     return augment
+
+
+def affine_transforms(angles, scales, shifts, height: int, width: int):
+    """[B, 8] projective transforms (output pixel -> input pixel, as ImageProjectiveTransformV3
+    reads them) of a rotation by `angles` (radians, [B]) and scaling by `scales` ([B]) about the
+    image centre, then a translation by `shifts` ([B, 2], x and y in pixels)."""
+    center_x, center_y = (width - 1) / 2, (height - 1) / 2
+    cos, sin = tf.cos(angles) / scales, tf.sin(angles) / scales
+    target_x, target_y = center_x + shifts[:, 0], center_y + shifts[:, 1]
+    zeros = tf.zeros_like(angles)
+    return tf.stack([cos, sin, center_x - cos * target_x - sin * target_y,
+                     -sin, cos, center_y + sin * target_x - cos * target_y, zeros, zeros], axis=1)
+
+
+def random_affine(images, seed, affine: Affine = Affine()):
+    """uint8 [B, H, W, C] -> the same, each image rotated, scaled and translated at random."""
+    batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+
+    def uniform(shape, stream, limit):
+        return tf.random.stateless_uniform(shape, tf.stack([seed, stream]), -limit, limit)
+
+    angles = uniform([batch], 0, affine.rotation * np.pi / 180)
+    transforms = affine_transforms(angles, 1.0 + uniform([batch], 1, affine.scale),
+                                   uniform([batch, 2], 2, affine.translation), height, width)
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(images, tf.float32), transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+    return tf.cast(tf.clip_by_value(tf.round(moved), 0, 255), tf.uint8)
