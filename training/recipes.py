@@ -86,22 +86,27 @@ def resolve(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> Reci
     return Recipe(**merged)
 
 
-_KINDS = {int: "an int", str: "a word"}
+_KINDS = {bool: "true or false", int: "an int", str: "a word"}
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """'key=value' from the command line, the value typed like Recipe's default."""
+def parse_override(text: str, settings: type = Recipe, flag: str = "--set") -> tuple[str, Any]:
+    """'key=value' from the command line, the value typed like the default of `settings`' field
+    (a frozen dataclass: Recipe, or a model's config)."""
     key, separator, raw = text.partition("=")
-    defaults = {field.name: field.default for field in dataclasses.fields(Recipe)}
+    defaults = {field.name: field.default for field in dataclasses.fields(settings)}
     if not separator or key not in defaults:
-        raise ValueError(f"--set takes key=value with key one of {sorted(defaults)}, got {text!r}")
+        raise ValueError(f"{flag} takes key=value with key one of {sorted(defaults)}, got {text!r}")
     default = defaults[key]
     try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false"):
+                raise ValueError(raw)
+            return key, raw.lower() == "true"
         if isinstance(default, tuple):
             return key, tuple(int(part) for part in raw.split(",") if part)
         if default is None or isinstance(default, float):
             return key, None if raw.lower() == "none" else float(raw)
         return key, int(raw) if isinstance(default, int) else str(raw)
     except ValueError:
-        raise ValueError(f"--set {key} takes {_KINDS.get(type(default), 'a number')}"
+        raise ValueError(f"{flag} {key} takes {_KINDS.get(type(default), 'a number')}"
                          f"{' (comma-separated ints)' if isinstance(default, tuple) else ''}, got {raw!r}") from None
