@@ -50,7 +50,7 @@ checked_distribute = $(if $(filter none mirrored multi_worker,$(if $(call leftov
 checked_quantize = $(if $(filter int8 int8-dynamic,$(if $(call leftover,$(value QUANTIZE),$(lowercase) $(digits) -),,\
   $(value QUANTIZE))),$(value QUANTIZE),$(error QUANTIZE='$(value QUANTIZE)' must be int8 or int8-dynamic (unset: float32)))
 # Expanded in the export-% recipes only: --precision for zoo convert.
-PRECISION_ARGS = $(if $(value QUANTIZE),--precision $(checked_quantize))
+PRECISION_ARGS = $(if $(value QUANTIZE), --precision $(checked_quantize))
 # Expanded in the train-% recipe only, so that other targets ignore these variables.
 TRAIN_ARGS = $(if $(value EPOCHS),--epochs $(checked_epochs)) --distribute $(checked_distribute)
 
@@ -111,10 +111,10 @@ readme-table: $(STAMP)
 # The conversion is made in the cache (<cache>/converted/<name>/), where zoo.load(name, runtime=..., precision=...)
 # finds it; QUANTIZE=int8 calibrates on the training split (DATA_DIR=...).
 export-onnx-%: $(STAMP)
-	$(PY) -m zoo convert onnx $(call model_name,$*) $(PRECISION_ARGS)
+	$(PY) -m zoo convert onnx $(call model_name,$*)$(PRECISION_ARGS)
 
 export-tflite-%: $(STAMP)
-	$(PY) -m zoo convert tflite $(call model_name,$*) $(PRECISION_ARGS)
+	$(PY) -m zoo convert tflite $(call model_name,$*)$(PRECISION_ARGS)
 
 # reports/formats.{json,md} and the README's table: every trained model in each format (DATA_DIR=...).
 formats: $(STAMP)

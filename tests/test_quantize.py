@@ -240,6 +240,9 @@ def test_make_passes_quantize_as_a_checked_precision(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "-m zoo convert tflite cnn_mnist --precision int8" in result.stdout
     assert "-m zoo convert onnx mlp_mnist --precision int8" in result.stdout
+    result = make_dry_run(tmp_path, "export-tflite-cnn_mnist", "formats")
+    assert "-m zoo convert tflite cnn_mnist\n" in result.stdout  # no QUANTIZE: float32
+    assert "-m training.formats --update-readme" in result.stdout
     for value in ("int4", "int8 --output /etc/passwd", "$(shell touch INJECTED)"):
         result = make_dry_run(tmp_path, "export-onnx-cnn_mnist", f"QUANTIZE={value}")
         assert result.returncode != 0 and "must be int8 or int8-dynamic" in result.stderr
