@@ -1,6 +1,7 @@
 # zoo: `make test`, `make demo`, `make list`, `make train-<name>`, `make evaluate-<name>`,
 # `make experiments`, `make experiment-<name>`, `make lint`, `make dist`, `make package`, `make pins`,
-# `make export-serving DIR=...`.
+# `make export-serving DIR=...`, `make export-onnx-<name> | export-tflite-<name> [QUANTIZE=int8|int8-dynamic]`,
+# `make formats`.
 # Every target bootstraps .venv from requirements.lock (generated from pyproject.toml) on first use.
 PYTHON_BIN ?= python3.11
 VENV := .venv
@@ -14,10 +15,11 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 EPOCHS ?=
 DISTRIBUTE ?= none
+QUANTIZE ?=
 # Not handed to the programs' environment: make would expand their text there (`$(shell ...)`).
 # make export-serving DIR=...: the folder, taken literally like DATA_DIR.
 export ZOO_SERVING_DIR := $(value DIR)
-unexport DATA_DIR EPOCHS DISTRIBUTE DIR
+unexport DATA_DIR EPOCHS DISTRIBUTE DIR QUANTIZE
 
 # Every value that reaches a shell command line is checked here first, with make's own functions
 # (a shell would already have run what it holds): model names, EPOCHS, DISTRIBUTE.
@@ -45,14 +47,19 @@ checked_epochs = $(if $(call leftover,$(value EPOCHS),$(digits)),$(error \
   EPOCHS='$(value EPOCHS)' must be a whole number of epochs, e.g. EPOCHS=3),$(value EPOCHS))
 checked_distribute = $(if $(filter none mirrored multi_worker,$(if $(call leftover,$(value DISTRIBUTE),$(lowercase) _),,\
   $(value DISTRIBUTE))),$(value DISTRIBUTE),$(error DISTRIBUTE='$(value DISTRIBUTE)' must be none, mirrored or multi_worker))
+checked_quantize = $(if $(filter int8 int8-dynamic,$(if $(call leftover,$(value QUANTIZE),$(lowercase) $(digits) -),,\
+  $(value QUANTIZE))),$(value QUANTIZE),$(error QUANTIZE='$(value QUANTIZE)' must be int8 or int8-dynamic (unset: float32)))
+# Expanded in the export-% recipes only: --precision for zoo convert.
+PRECISION_ARGS = $(if $(value QUANTIZE), --precision $(checked_quantize))
 # Expanded in the train-% recipe only, so that other targets ignore these variables.
 TRAIN_ARGS = $(if $(value EPOCHS),--epochs $(checked_epochs)) --distribute $(checked_distribute)
 
-.PHONY: help venv test test-fast lint lock demo list verify readme-table bench bench-serving experiments serve dist package pins export-serving
+.PHONY: help venv test test-fast lint lock demo list verify readme-table bench bench-serving formats experiments serve dist package pins export-serving
 help:
 	@echo "make test | test-fast | lint | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
 	@echo "make bench | bench-serving | paper-<name>   (speed tables; a paper's schedule for the same minutes)"
+	@echo "make export-onnx-<name> | export-tflite-<name> [QUANTIZE=int8|int8-dynamic] | formats   (converted files)"
 	@echo "make serve   (http://127.0.0.1:8501: TF Serving's REST API and the gallery)"
 	@echo "make dist | package | pins | export-serving DIR=/serving/models   (wheel, published archives, TF Serving)"
 	@echo "models: run 'make list'"
@@ -101,11 +108,17 @@ evaluate-%: $(STAMP)
 readme-table: $(STAMP)
 	$(PY) -m training.readme
 
+# The conversion is made in the cache (<cache>/converted/<name>/), where zoo.load(name, runtime=..., precision=...)
+# finds it; QUANTIZE=int8 calibrates on the training split (DATA_DIR=...).
 export-onnx-%: $(STAMP)
-	$(PY) -m zoo convert onnx $(call model_name,$*)
+	$(PY) -m zoo convert onnx $(call model_name,$*)$(PRECISION_ARGS)
 
 export-tflite-%: $(STAMP)
-	$(PY) -m zoo convert tflite $(call model_name,$*)
+	$(PY) -m zoo convert tflite $(call model_name,$*)$(PRECISION_ARGS)
+
+# reports/formats.{json,md} and the README's table: every trained model in each format (DATA_DIR=...).
+formats: $(STAMP)
+	$(PY) -m training.formats --update-readme
 
 bench: $(STAMP)
 	$(PY) -m training.bench --update-readme

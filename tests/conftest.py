@@ -57,16 +57,16 @@ def data_dir():
     return value
 
 
-def export_fresh(name: str, destination, **card_extra):
-    """Export an untrained (freshly initialised) registry model with a minimal card (language
-    models get a made-up vocabulary: <unk>, <eos>, w2, w3, ...)."""
+def export_fresh(name: str, destination, model=None, **card_extra):
+    """Export an untrained (freshly initialised) registry model, or `model` built from its
+    spec, with a minimal card (language models get a made-up vocabulary: <unk>, <eos>, w2, w3, ...)."""
     from training.cards import make_card
     from training.recipes import resolve
     from zoo.export import export
     from zoo.serving.language import set_vocabulary
 
     spec = registry.get(name)
-    model = spec.build()
+    model = model if model is not None else spec.build()
     if spec.task == "language":
         set_vocabulary(model, ["<unk>", "<eos>"] + [f"w{index}" for index in range(2, spec.config.vocab_size)])
     metrics = {f"test_{spec.metric}": {"value": 0.0, "split": "test", "examples": 0}}

@@ -97,7 +97,7 @@ def test_onnx_cache_files_are_checked_by_their_digest_and_their_outputs(copy_of,
     planted = convert.to_onnx(other, tmp_path / "planted.onnx")
     good.unlink()
     key = good.name.split("-")[1]
-    shutil.copyfile(planted, good.parent / f"model-{key}-{artifact.sha256_file(planted)}.onnx")
+    shutil.copyfile(planted, good.parent / f"onnx-{key}-{artifact.sha256_file(planted)}.onnx")
     model = zoo.load(folder, runtime="onnxruntime")
     np.testing.assert_array_equal(model.predict(images).class_id, expected)
     assert model.runtime == "onnxruntime"

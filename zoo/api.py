@@ -10,7 +10,7 @@ from zoo import artifact, convert, hub, registry, tasks
 
 
 def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bool = False,
-         version: int | None = None) -> Any:
+         version: int | None = None, precision: str = "float32") -> Any:
     """Load an exported artifact by registry name ("cnn_mnist", "cnn_mnist@1" or version=) or
     folder path; an ImageClassifier or a LanguageModel. A name resolves through zoo.hub
     ($ZOO_MODELS_DIR, this checkout, the cache, a download from $ZOO_MODELS_URL) and its
@@ -21,13 +21,23 @@ def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bo
     allowlist (zoo.artifact.ALLOWED_OPS), since loading a SavedModel runs its graph; trust=True
     skips only that last check, for a folder whose origin you trust.
 
-    runtime="onnxruntime" (image models) runs `predict` on an ONNX conversion of the artifact,
-    made on first use and cached (zoo.convert.converted_dir), checked against the SavedModel's
-    outputs each time it is loaded: the same outputs with less per-call overhead.
+    runtime="onnxruntime" or "litert" (image models) runs `predict` on an ONNX or TFLite
+    conversion of the artifact, made on first use and cached (zoo.convert.converted_dir), checked
+    against the SavedModel's outputs each time it is loaded: the same outputs with less per-call
+    overhead. precision="int8" predicts through an int8 file (both runtimes; calibrated on
+    training images, so its first conversion needs the training split: $ZOO_DATA_DIR or a tfds
+    download, or `make export-onnx-NAME QUANTIZE=int8 DATA_DIR=...` ahead), "int8-dynamic"
+    through int8 weights alone (litert; no data needed); see zoo.convert.FORMATS.
     """
     known = sorted({name for task in tasks.TASKS.values() for name in task.runtimes})
     if runtime not in known:
         raise ValueError(f"runtime must be one of {tuple(known)}, got {runtime!r}")
+    if precision not in convert.PRECISIONS:
+        raise ValueError(f"precision must be one of {convert.PRECISIONS}, got {precision!r}")
+    if runtime == "tensorflow" and precision != "float32":
+        raise ValueError(f"precision={precision!r} runs on a converted file: pass runtime='onnxruntime' or 'litert'")
+    if runtime != "tensorflow":
+        convert.format_for(convert.RUNTIME_FILE_TYPES[runtime], precision)  # offered? (before any loading)
     if not isinstance(trust, bool):
         raise TypeError(f"trust must be True or False, got {trust!r}")
     path = hub.resolve(name_or_path, version)  # a name: verified and checked against its pin
@@ -46,7 +56,7 @@ def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bo
         raise artifact.ArtifactError(f"{path}: a {task.name} artifact needs the signatures {list(task.signatures)}; "
                                      f"{missing} missing (its card's task {task.name!r} does not match its graph)")
     model = task.predictor(saved_model, card, path)
-    return convert.use_onnxruntime(model) if runtime == "onnxruntime" else model
+    return model if runtime == "tensorflow" else convert.use_runtime(model, runtime, precision)
 
 
 def get_model(name: str, pretrained: bool = False, version: int | None = None):

@@ -1,5 +1,5 @@
-"""python -m zoo list | info NAME | predict NAME INPUT... | evaluate NAME | verify | convert FORMAT NAME | demo
-| pins | package DIR | export-serving DIR | serve"""
+"""python -m zoo list | info NAME | predict NAME INPUT... | evaluate NAME | verify
+| convert FORMAT NAME [--precision P] | demo | pins | package DIR | export-serving DIR | serve"""
 from __future__ import annotations
 
 import argparse
@@ -79,9 +79,8 @@ def command_verify(args) -> int:
 
 
 def command_convert(args) -> int:
-    converter = convert.to_onnx if args.format == "onnx" else convert.to_tflite
-    path = converter(hub.resolve(args.name), args.output)
-    print(f"wrote {path}")
+    format = convert.format_for(args.format, args.precision)
+    print(f"wrote {convert.export_file(api.load(args.name), format, args.output, args.data_dir)}")
     return 0
 
 
@@ -139,11 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="check every artifact's manifest and card")
     verify.add_argument("names", nargs="*")
     verify.set_defaults(run=command_verify)
-    convert = commands.add_parser("convert", help="convert an artifact to ONNX or TFLite")
-    convert.add_argument("format", choices=["onnx", "tflite"])
-    convert.add_argument("name")
-    convert.add_argument("--output", help="file to write (default: <cache>/converted/<name>/model.<format>)")
-    convert.set_defaults(run=command_convert)
+    converting = commands.add_parser("convert", help="convert an artifact to ONNX or TFLite")
+    converting.add_argument("format", choices=["onnx", "tflite"])
+    converting.add_argument("name")
+    converting.add_argument("--precision", choices=convert.PRECISIONS, default="float32",
+                            help="int8: weights and activations, calibrated on training images (image models; "
+                                 "reads the training split: --data-dir or $ZOO_DATA_DIR); int8-dynamic: int8 "
+                                 "weights (tflite). Default: %(default)s")
+    converting.add_argument("--data-dir", help="raw-data directory for int8 calibration (default: $ZOO_DATA_DIR)")
+    converting.add_argument("--output", help="also copy the file here (it is made in, and used by zoo.load from, "
+                                             "<cache>/converted/<name>/)")
+    converting.set_defaults(run=command_convert)
     pins = commands.add_parser("pins", help="regenerate zoo/pins.json from the committed artifacts")
     pins.set_defaults(run=command_pins)
     package = commands.add_parser("package", help="write <name>-<version>.tar.gz archives and index.json")

@@ -1,26 +1,83 @@
-"""Convert an artifact folder's signatures to ONNX (tf2onnx) or TFLite (LiteRT runtime).
+"""Convert an artifact folder to ONNX (tf2onnx) or TFLite (LiteRT), in float32 or int8, cache the
+files, and run them: what `zoo.load(name, runtime=..., precision=...)` predicts through.
 
-Converters take an artifact folder (its manifest is verified first) and read nothing but its
-files; `zoo.load(..., runtime="onnxruntime")` uses `cached_onnx`.
+Converters read nothing but the artifact's files (its manifest is verified first) and, for the
+calibrated int8 formats, the uint8 images the caller passes; `use_runtime` draws those from the
+training split (zoo.serving.image.training_sample, the `data` extra), so zoo imports no data
+pipeline itself.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import os
+import shutil
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
 
 from zoo import artifact, tasks
+from zoo.serving import image
 
 ONNX_OPSET = 17
-# Converted outputs agree with the SavedModel's to this fraction of each output's scale
+# Converted float32 outputs agree with the SavedModel's to this fraction of each output's scale
 # (max(1, largest magnitude in the batch)): float32 kernels sum in other orders, so the error
 # grows with the values (ONNX logits of ~68 differ by ~1e-4).
 PARITY_TOLERANCE = 1e-4
+# A calibrated int8 conversion is cached only when its class ids equal the SavedModel's on at
+# least this fraction of CHECK_IMAGES training images it was not calibrated on.
+INT8_AGREEMENT = 0.98
+CALIBRATION_IMAGES = 500  # training images (drawn with seed 0) the int8 activation ranges come from
+CHECK_IMAGES = 500  # further training images of the same draw, for INT8_AGREEMENT
 PROBE_IMAGES = 8  # generated images each load of a cached conversion is checked on
+PRECISIONS = ("float32", "int8", "int8-dynamic")
+RUNTIME_FILE_TYPES = {"onnxruntime": "onnx", "litert": "tflite"}  # zoo.load's runtime -> file type
+# LiteRT runs on one thread unless told; onnxruntime and TensorFlow use every core by default.
+LITERT_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One converted form of an artifact (a task lists the ones it converts to: Task.formats)."""
+    name: str  # the cache's file prefix and `make formats`' row name
+    file_type: str  # "onnx" or "tflite" (the file's suffix)
+    precision: str  # float32; int8 (weights and activations, calibrated); int8-dynamic (weights)
+    description: str
+
+    @property
+    def calibrated(self) -> bool:
+        """Needs representative images: its activations' int8 ranges are measured on them."""
+        return self.precision == "int8"
+
+    @property
+    def runtime(self) -> str:
+        return next(runtime for runtime, file_type in RUNTIME_FILE_TYPES.items() if file_type == self.file_type)
+
+
+FORMATS = {format.name: format for format in (
+    Format("onnx", "onnx", "float32", "ONNX float32 (tf2onnx)"),
+    Format("onnx_int8", "onnx", "int8", "onnxruntime static quantization (QDQ): int8 weights per channel, int8 "
+           "activations calibrated on training images"),
+    Format("tflite", "tflite", "float32", "TFLite float32"),
+    Format("tflite_int8_dynamic", "tflite", "int8-dynamic", "TFLite dynamic-range: int8 weights, float "
+           "activations"),
+    Format("tflite_int8", "tflite", "int8", "TFLite full-integer: int8 weights and activations calibrated on "
+           "training images; uint8 image in and float outputs, as the SavedModel"),
+)}
+
+
+def format_for(file_type: str, precision: str) -> Format:
+    """The format of a file type ("onnx", "tflite") in a precision; ValueError naming those offered."""
+    for candidate in FORMATS.values():
+        if candidate.file_type == file_type and candidate.precision == precision:
+            return candidate
+    offered = ", ".join(f"{f.file_type} {f.precision}" for f in FORMATS.values())
+    raise ValueError(f"no {file_type} conversion in precision {precision!r}; the zoo converts to {offered}")
 
 
 def converted_dir() -> Path:
@@ -34,94 +91,256 @@ def _verified(folder: str | os.PathLike) -> tuple[Path, dict]:
     return folder, artifact.read_card(folder)
 
 
-def to_onnx(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """serving_default of an image artifact -> ONNX with the same named input (uint8 `image`)
-    and outputs."""
-    import tf2onnx  # optional dependency (extra `onnx`); slow to import
-
+def convert(folder: str | os.PathLike, format: Format | str, output: str | os.PathLike | None = None,
+            calibration: Iterable[np.ndarray] | None = None) -> Path:
+    """Write an artifact in `format` (a Format or its name) to `output` (default:
+    <converted_dir>/<name>/<format>.<file type>). Image models convert serving_default, language
+    models `step` (Task.tflite_signature); calibrated formats need `calibration`, uint8 image
+    batches [B, H, W, C] from the training split."""
+    format = FORMATS[format] if isinstance(format, str) else format
     folder, card = _verified(folder)
-    if "onnxruntime" not in tasks.get(card["task"]).runtimes:
-        raise ValueError(f"{card['name']} is a {card['task']} model; ONNX export covers image models "
-                         "(language models: TFLite of the step signature, see to_tflite)")
-    saved_model = tf.saved_model.load(str(folder))  # held: the signature's variables live in it
-    signature = saved_model.signatures["serving_default"]
-    spec = signature.structured_input_signature[1]["image"]
-    output = Path(output or converted_dir() / card["name"] / "model.onnx")
+    task = tasks.get(card["task"])
+    if format.name not in task.formats:
+        raise ValueError(f"{card['name']} is a {task.name} model: it converts to {task.formats}, not {format.name}"
+                         + (" (ONNX export covers image models; language models: TFLite of the step signature)"
+                            if format.file_type == "onnx" else ""))
+    if format.calibrated and calibration is None:
+        raise ValueError(f"{format.name} is calibrated: pass calibration, uint8 image batches from the training split")
+    output = Path(output or converted_dir() / card["name"] / f"{format.name}.{format.file_type}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    function = tf.function(lambda image: signature(image=image))
-    tf2onnx.convert.from_function(function, input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name="image")],
-                                  opset=ONNX_OPSET, output_path=str(output))
+    batches = [np.asarray(batch) for batch in calibration] if calibration is not None else []
+    if format.file_type == "onnx":
+        _write_onnx(folder, output, format, batches)
+    else:
+        output.write_bytes(_tflite_bytes(folder, task.tflite_signature, format, batches))
     return output
 
 
-def cached_onnx(folder: str | os.PathLike, rebuild: bool = False) -> Path:
-    """The ONNX conversion of an image artifact, made once per artifact content: cached as
-    <converted_dir>/<name>/model-<manifest sha256[:16]>-<the file's own sha256>.onnx, so a
-    truncated or altered file fails its own digest and is converted again (rebuild=True: always).
-    Written under a temporary name unique to the call, then renamed: concurrent loads each end
-    with a whole file."""
+def to_onnx(folder: str | os.PathLike, output: str | os.PathLike | None = None, precision: str = "float32",
+            calibration: Iterable[np.ndarray] | None = None) -> Path:
+    """serving_default of an image artifact -> ONNX with the same named input (uint8 `image`)
+    and outputs."""
+    return convert(folder, format_for("onnx", precision), output, calibration)
+
+
+def to_tflite(folder: str | os.PathLike, output: str | os.PathLike | None = None, precision: str = "float32",
+              calibration: Iterable[np.ndarray] | None = None) -> Path:
+    """Image models: serving_default; language models: the `step` signature (state in and out)."""
+    return convert(folder, format_for("tflite", precision), output, calibration)
+
+
+def _write_onnx(folder: Path, output: Path, format: Format, calibration: list[np.ndarray]) -> None:
+    import tf2onnx  # optional dependency (extra `onnx`); slow to import
+
+    saved_model = tf.saved_model.load(str(folder))  # held: the signature's variables live in it
+    signature = saved_model.signatures["serving_default"]
+    spec = signature.structured_input_signature[1]["image"]
+    function = tf.function(lambda image: signature(image=image))
+    with tempfile.TemporaryDirectory() as work:
+        float_file = output if format.precision == "float32" else Path(work) / "float32.onnx"
+        tf2onnx.convert.from_function(function, input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name="image")],
+                                      opset=ONNX_OPSET, output_path=str(float_file))
+        if format.precision == "float32":
+            return
+        from onnxruntime import quantization  # optional dependency (extra `onnx`)
+
+        prepared = Path(work) / "prepared.onnx"  # shapes inferred and constants folded, as quantization wants
+        quantization.quant_pre_process(str(float_file), str(prepared), skip_symbolic_shape=True)
+        quantization.quantize_static(str(prepared), str(output), _Batches(calibration),
+                                     quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+                                     activation_type=quantization.QuantType.QInt8,
+                                     weight_type=quantization.QuantType.QInt8)
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over uint8 image batches."""
+
+    def __init__(self, batches: list[np.ndarray]):
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {"image": batch}
+
+
+def _tflite_bytes(folder: Path, signature: str, format: Format, calibration: list[np.ndarray]) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder), signature_keys=[signature])
+    if format.precision != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights
+    if format.calibrated:  # and int8 activations, their ranges measured one image at a time
+        converter.representative_dataset = lambda: ({"image": batch[index:index + 1]} for batch in calibration
+                                                    for index in range(len(batch)))
+    return converter.convert()
+
+
+def open_runner(content: bytes, file_type: str, signature: str) -> Callable[..., dict[str, np.ndarray]]:
+    """A converted file's signature as a function: named numpy inputs -> named numpy outputs.
+    LiteRT interpreters are not thread-safe, so their calls take turns."""
+    if file_type == "onnx":
+        import onnxruntime  # optional dependency (extra `onnx`)
+
+        session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+        names = [output.name for output in session.get_outputs()]
+        return lambda **inputs: dict(zip(names, session.run(names, inputs)))
+    from ai_edge_litert.interpreter import Interpreter  # optional dependency (extra `tflite`)
+
+    runner = Interpreter(model_content=content, num_threads=LITERT_THREADS).get_signature_runner(signature)
+    lock = threading.Lock()
+
+    def run(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        with lock:
+            return runner(**inputs)
+    return run
+
+
+def _file_name(format: Format, key: str, digest: str) -> str:
+    return f"{format.name}-{key}-{digest}.{format.file_type}"
+
+
+def cached(folder: str | os.PathLike, format: Format | str,
+           calibration: Callable[[], Iterable[np.ndarray]] | None = None,
+           accept: Callable[[bytes], None] | None = None, rebuild: bool = False) -> Path:
+    """The conversion of an artifact into `format`, made once per artifact content: cached as
+    <converted_dir>/<name>/<format>-<manifest sha256[:16]>-<the file's own sha256>.<type>, so a
+    truncated or altered file fails its own digest and is made again (rebuild=True: always), and
+    a file made from other artifact content is never picked. `calibration()` gives the calibrated
+    formats' images, called only when a conversion is made; `accept(content)` may refuse a new
+    conversion (raise) before it is cached. Written under a temporary name unique to the call,
+    then renamed: concurrent loads each end with a whole file."""
+    format = FORMATS[format] if isinstance(format, str) else format
     folder, card = _verified(folder)  # card["name"] matches NAME_PATTERN: a safe folder name
     key = artifact.manifest_digest(folder)[:16]
     directory = converted_dir() / card["name"]
     if not rebuild:
-        for candidate in sorted(directory.glob(f"model-{key}-*.onnx")):
-            if candidate.is_file() and candidate.name == f"model-{key}-{artifact.sha256_file(candidate)}.onnx":
+        for candidate in sorted(directory.glob(f"{format.name}-{key}-*.{format.file_type}")):
+            if candidate.is_file() and candidate.name == _file_name(format, key, artifact.sha256_file(candidate)):
                 return candidate
             candidate.unlink(missing_ok=True)  # a damaged conversion of ours: made again below
     directory.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=".onnx", dir=directory)
+    handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=f".{format.file_type}", dir=directory)
     os.close(handle)
     try:
-        to_onnx(folder, partial)
-        final = directory / f"model-{key}-{artifact.sha256_file(partial)}.onnx"
+        convert(folder, format, partial, calibration() if format.calibrated and calibration else None)
+        if accept is not None:
+            accept(Path(partial).read_bytes())
+        final = directory / _file_name(format, key, artifact.sha256_file(partial))
         os.replace(partial, final)
     finally:
         Path(partial).unlink(missing_ok=True)
     return final
 
 
-def use_onnxruntime(model: Any) -> Any:
-    """Switch a loaded image model (ImageClassifier) to onnxruntime, on its cached conversion,
-    once the conversion has given the SavedModel's outputs on a probe batch (class ids equal,
-    every output within PARITY_TOLERANCE of its scale); a conversion that does not is made again,
-    and refused if it still differs."""
-    import onnxruntime  # optional dependency (extra `onnx`)
+def verified_content(path: Path) -> bytes | None:
+    """A cached file's bytes if they still hash to the digest its name records, else None: the
+    bytes that are run are the bytes that were checked."""
+    content = path.read_bytes()
+    return content if path.stem.rsplit("-", 1)[-1] == hashlib.sha256(content).hexdigest() else None
+
+
+def calibration_images(card: dict, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration, check): CALIBRATION_IMAGES and CHECK_IMAGES uint8 images of the artifact's
+    training split, one seeded draw (the same every time)."""
+    sample = image.training_sample(card["dataset"]["name"], CALIBRATION_IMAGES + CHECK_IMAGES, data_dir)
+    return sample[:CALIBRATION_IMAGES], sample[CALIBRATION_IMAGES:]
+
+
+def batches(images: np.ndarray, size: int = 50) -> list[np.ndarray]:
+    return [images[start:start + size] for start in range(0, len(images), size)]
+
+
+def class_agreement(run: Callable[..., dict], model: Any, images: np.ndarray) -> float:
+    """Fraction of `images` whose class id through `run` equals the loaded model's."""
+    expected = model.predict(images).class_id
+    found = np.concatenate([run(image=batch)["class_id"] for batch in batches(images, 100)])
+    return float(np.mean(found == expected))
+
+
+def checked(model: Any, format: Format, data_dir: str | os.PathLike | None = None) -> tuple[Path, Callable]:
+    """An image model's cached conversion and a runner of its serving_default, checked before
+    use: its digest (see `cached`), then a probe batch of generated images (float32: the
+    SavedModel's class ids and every output within PARITY_TOLERANCE of its scale; int8: the
+    same outputs, shapes and dtypes, finite). A calibrated int8 conversion is made from the
+    training split (`calibration_images`) and kept only when its class ids equal the
+    SavedModel's on INT8_AGREEMENT of the check images. A conversion that fails is made again,
+    and refused if it still fails."""
+    sample = functools.cache(lambda: calibration_images(model.card, data_dir))
+
+    def accept(content: bytes) -> None:
+        if format.calibrated:
+            agreement = class_agreement(open_runner(content, format.file_type, "serving_default"), model, sample()[1])
+            if agreement < INT8_AGREEMENT:
+                raise artifact.ArtifactError(
+                    f"{model.name}: its {format.name} conversion gives the SavedModel's class on {agreement:.1%} of "
+                    f"{CHECK_IMAGES} training images, fewer than {INT8_AGREEMENT:.0%}; use precision='float32'")
 
     probe = np.random.default_rng(0).integers(0, 256, (PROBE_IMAGES, *model.input_shape), dtype=np.uint8)
     expected = model.predict(probe)
     for rebuild in (False, True):
-        onnx_file = cached_onnx(model.path, rebuild=rebuild)
-        session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-        names = [output.name for output in session.get_outputs()]
-        outputs = dict(zip(names, session.run(names, {"image": probe})))
-        if outputs_agree(outputs, expected):
-            return model.use_onnxruntime(onnx_file)
-    raise artifact.ArtifactError(f"{model.path}: its ONNX conversion ({onnx_file}) does not reproduce the "
+        path = cached(model.path, format, lambda: batches(sample()[0]), accept, rebuild=rebuild)
+        content = verified_content(path)
+        if content is None:
+            continue
+        run = open_runner(content, format.file_type, "serving_default")
+        outputs = run(image=probe)
+        if outputs_agree(outputs, expected) if format.precision == "float32" else same_outputs(outputs, expected):
+            return path, run
+    raise artifact.ArtifactError(f"{model.path}: its {format.name} conversion ({path}) does not reproduce the "
                                  "SavedModel's outputs on a probe batch; use runtime='tensorflow'")
+
+
+def use_runtime(model: Any, runtime: str, precision: str = "float32") -> Any:
+    """Switch a loaded image model (ImageClassifier) to `runtime` ("onnxruntime", "litert") in
+    `precision`, on its checked, cached conversion (see `checked`)."""
+    format = format_for(RUNTIME_FILE_TYPES[runtime], precision)
+    _, run = checked(model, format)
+    return model.use_runtime(runtime, precision, lambda batch: run(image=batch))
+
+
+def export_file(model: Any, format: Format, output: str | os.PathLike | None = None,
+                data_dir: str | os.PathLike | None = None) -> Path:
+    """`python -m zoo convert`: the cached conversion (checked as zoo.load checks it where
+    zoo.load runs the model on that runtime; a language model's `step` as converted), copied to
+    `output` when given (whole or not at all)."""
+    if format.runtime in tasks.get(model.card["task"]).runtimes:
+        path, _ = checked(model, format, data_dir)
+    else:
+        path = cached(model.path, format)
+    if output is None:
+        return path
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=".partial-", dir=output.parent)
+    os.close(handle)
+    try:
+        shutil.copyfile(path, partial)
+        os.replace(partial, output)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    return output
 
 
 def outputs_agree(outputs: dict[str, np.ndarray], expected: Any) -> bool:
     """Class ids equal, and each float output within PARITY_TOLERANCE of its own scale."""
-    if "class_id" not in outputs or not np.array_equal(outputs["class_id"], expected.class_id):
+    if not same_outputs(outputs, expected) or not np.array_equal(outputs["class_id"], expected.class_id):
+        return False
+    for key in ("scores", "probabilities", "distance"):
+        reference = getattr(expected, key)
+        if reference is not None:
+            scale = max(1.0, float(np.abs(reference).max()))
+            if not np.all(np.abs(outputs[key] - reference) <= PARITY_TOLERANCE * scale):
+                return False
+    return True
+
+
+def same_outputs(outputs: dict[str, np.ndarray], expected: Any) -> bool:
+    """The SavedModel's outputs (names, shapes), class ids as integers in range, floats finite."""
+    class_id = outputs.get("class_id")
+    if class_id is None or np.shape(class_id) != expected.class_id.shape or np.asarray(class_id).dtype.kind not in "iu":
         return False
     for key in ("scores", "probabilities", "distance"):
         reference = getattr(expected, key)
         if reference is None:
             continue
-        if key not in outputs or np.shape(outputs[key]) != reference.shape:
+        if key not in outputs or np.shape(outputs[key]) != reference.shape or not np.all(np.isfinite(outputs[key])):
             return False
-        scale = max(1.0, float(np.abs(reference).max()))
-        if not np.all(np.abs(outputs[key] - reference) <= PARITY_TOLERANCE * scale):
-            return False
-    return True
-
-
-def to_tflite(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """Image models: serving_default; language models: the `step` signature (state in and out)."""
-    folder, card = _verified(folder)
-    signature = tasks.get(card["task"]).tflite_signature
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder), signature_keys=[signature])
-    output = Path(output or converted_dir() / card["name"] / "model.tflite")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(converter.convert())
-    return output
+    return bool(np.all((0 <= class_id) & (class_id < expected.scores.shape[-1])))

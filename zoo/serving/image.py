@@ -16,7 +16,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -135,21 +135,18 @@ class ImageClassifier:
         if classes != len(self.label_names) or not self.label_names:
             raise ArtifactError(f"{path}: the card has {len(self.label_names)} label_names, the graph's `scores` "
                                 f"{classes} classes (outputs {sorted(outputs)})")
-        self.runtime = "tensorflow"
+        self.runtime, self.precision = "tensorflow", "float32"
         self._run = lambda batch: {key: value.numpy() for key, value in self._signature(image=batch).items()}
 
     def __repr__(self) -> str:
-        return f"ImageClassifier({self.name!r}, input uint8{list(self.input_shape)}, runtime={self.runtime!r})"
+        return (f"ImageClassifier({self.name!r}, input uint8{list(self.input_shape)}, runtime={self.runtime!r}, "
+                f"precision={self.precision!r})")
 
-    def use_onnxruntime(self, onnx_file: str | os.PathLike) -> "ImageClassifier":
-        """Predict through onnxruntime from now on, with `onnx_file` (this artifact's conversion,
-        zoo.convert.cached_onnx)."""
-        import onnxruntime  # an optional dependency (extra `onnx`), imported when asked for
-
-        session = onnxruntime.InferenceSession(os.fspath(onnx_file), providers=["CPUExecutionProvider"])
-        names = [output.name for output in session.get_outputs()]
-        self._run = lambda batch: dict(zip(names, session.run(names, {"image": batch})))
-        self.runtime = "onnxruntime"
+    def use_runtime(self, runtime: str, precision: str, run: Callable[[np.ndarray], dict]) -> "ImageClassifier":
+        """Predict through `run` (uint8 batch -> the signature's outputs as numpy arrays) from now
+        on: a converted file of this artifact, checked by zoo.convert.use_runtime."""
+        self._run = run
+        self.runtime, self.precision = runtime, precision
         return self
 
     def predict(self, images, batch_size: int = MAX_BATCH, normalize: bool = False) -> ImagePredictions:
@@ -268,6 +265,16 @@ class ImageClassifier:
                                         batch_size, training=False)
         result = metrics.image_accuracy(lambda images: self._run(images.numpy())["class_id"], dataset)
         return {"test_accuracy": {**result, "split": "test"}}
+
+
+def training_sample(dataset: str, count: int, data_dir=None, seed: int = 0) -> np.ndarray:
+    """`count` images of the dataset's training split drawn at random without replacement with
+    `seed`: uint8 [count, H, W, C] (what int8 conversions are calibrated on)."""
+    images = _data(f"calibrating an int8 conversion on {dataset}'s training split")
+    split, _ = images.load_images(dataset, "train", data_dir).batch(2**31 - 1).get_single_element()  # [N, H, W, C]
+    if len(split) < count:
+        raise ValueError(f"{dataset}'s training split has {len(split)} images; {count} are needed")
+    return split.numpy()[np.random.default_rng(seed).choice(len(split), count, replace=False)]
 
 
 def _data(what: str):
