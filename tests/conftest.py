@@ -29,7 +29,7 @@ IMAGE_MODELS = [name for name in registry.list_models() if registry.get(name).ta
 # The CIFAR-10 models' graph building and training steps take most of a per-model test's time
 # (5-40 s each); their per-model checks of exporting and training run in the slow lane, the MNIST
 # models' cover the same code in the fast one.
-SLOW_MODELS = {"cnn_cifar10", "resnet20_cifar10", "resnet56_cifar10"}
+SLOW_MODELS = {"airbench_cifar10", "cnn_cifar10", "resnet20_cifar10", "resnet56_cifar10"}
 
 
 def registry_params(names):

@@ -44,9 +44,23 @@ def test_bad_variants_are_refused_before_any_training(fake_training, tmp_path, c
         ablation.run("lstm_ptb", "bad", {"weight_drop": 1.5}, {}, report_dir=tmp_path, work_dir=tmp_path / "w")
     with pytest.raises(ValueError, match="variant name"):
         ablation.run("lstm_ptb", "Bad/../x", {}, {}, report_dir=tmp_path, work_dir=tmp_path / "w")
-    with pytest.raises(ValueError, match="validation split"):
-        ablation.run("cnn_mnist", "x", {}, {}, report_dir=tmp_path, work_dir=tmp_path / "w")
     assert ablation.main(["lstm_ptb", "x", "--config", "locked_dropout=maybe"]) == 2
     assert "--config locked_dropout takes true or false, got 'maybe'" in capsys.readouterr().err
     assert ablation.main(["lstm_ptb", "x", "--config", "nonsense=1"]) == 2
     assert fake_training == []
+
+
+def test_image_variants_train_on_all_but_the_last_training_images(monkeypatch, tmp_path):
+    seen = []
+
+    def fit_and_measure(spec, recipe, data_dir, work_dir, verbose):
+        seen.append(recipe)
+        loop.atomic_write(work_dir / loop.LOG_FILE, b"epoch,loss,elapsed_seconds\n0,2.0,60.0\n")
+        return {"validation_accuracy": {"value": 0.9, "split": "validation", "examples": 5000}}
+
+    monkeypatch.setattr(tasks, "FIT_AND_MEASURE", {**tasks.FIT_AND_MEASURE, "image": fit_and_measure})
+    path = ablation.run("airbench_cifar10", "no_tta", {"tta_level": 0}, {"lookahead_every": 0},
+                        report_dir=tmp_path, work_dir=tmp_path / "w")
+    assert seen[0].validation == "holdout" and seen[0].lookahead_every == 0  # never the test split
+    result = json.loads(path.read_text())
+    assert result["metric"] == "validation_accuracy" and result["value"] == 0.9

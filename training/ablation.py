@@ -27,8 +27,10 @@ from zoo import registry
 
 REPORT_DIR = REPO_ROOT / "reports" / "ablation"
 VARIANT_NAME = re.compile(r"^[a-z0-9_]+$")
-# The metric each task's fit_and_measure reports on the validation split.
-VALIDATION_METRICS = {"language": "validation_perplexity"}
+# The metric each task's fit_and_measure reports on the validation split, and the recipe settings
+# that make it hold one out (image models: the last 5,000 training images; PTB has its own split).
+VALIDATION_METRICS = {"language": "validation_perplexity", "image": "validation_accuracy"}
+VALIDATION_SETTINGS: dict[str, dict[str, Any]] = {"image": {"validation": "holdout"}}
 
 
 def run(name: str, variant: str, config: dict[str, Any], overrides: dict[str, Any], data_dir=None,
@@ -42,7 +44,7 @@ def run(name: str, variant: str, config: dict[str, Any], overrides: dict[str, An
                          f"the {spec.task} trainer does not hold out yet (known: {sorted(VALIDATION_METRICS)})")
     spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, **config))
     spec.build()  # a bad architecture setting fails here, before any data
-    recipe = resolve(spec, overrides)
+    recipe = resolve(spec, {**overrides, **VALIDATION_SETTINGS.get(spec.task, {})})
     keras.utils.set_random_seed(recipe.seed)
     work_dir = Path(work_dir or loop.CHECKPOINT_ROOT / f"{name}_ablation_{variant}")
     started = time.perf_counter()
@@ -51,7 +53,7 @@ def run(name: str, variant: str, config: dict[str, Any], overrides: dict[str, An
         history = loop.read_history(work_dir / loop.LOG_FILE)
         result = {"name": name, "variant": variant, "config_overrides": config, "recipe_overrides": overrides,
                   "metric": VALIDATION_METRICS[spec.task],
-                  "value": metrics[VALIDATION_METRICS[spec.task]]["value"],
+                  "value": metrics[VALIDATION_METRICS[spec.task]]["value"], "metrics": metrics,
                   "epochs": len(history.get("epoch", [])), "minutes": (time.perf_counter() - started) / 60,
                   "hardware": cards.hardware_summary()["summary"], "created": cards.utc_now(),
                   "command": command(name, variant, config, overrides)}

@@ -67,7 +67,28 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
         boundaries = [epoch * steps_per_epoch - 1 for epoch in recipe.step_epochs]
         values = [recipe.learning_rate * recipe.step_factor ** index for index in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    raise ValueError(f"schedule must be constant, cosine or steps, got {recipe.schedule!r}")
+    if recipe.schedule == "triangular":
+        return Triangular(recipe.learning_rate, int(recipe.triangle_peak * total_steps), total_steps)
+    raise ValueError(f"schedule must be constant, cosine, steps or triangular, got {recipe.schedule!r}")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class Triangular(keras.optimizers.schedules.LearningRateSchedule):
+    """airbench94's schedule: linear from start x peak at step 0 to the peak at `peak_step`, then
+    linear to end x peak at `total_steps`."""
+
+    def __init__(self, peak: float, peak_step: int, total_steps: int, start: float = 0.2, end: float = 0.07):
+        self.peak, self.peak_step, self.total_steps, self.start, self.end = peak, peak_step, total_steps, start, end
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        rising = self.start + (1 - self.start) * step / max(1, self.peak_step)
+        falling = 1 + (self.end - 1) * (step - self.peak_step) / max(1, self.total_steps - self.peak_step)
+        return self.peak * keras.ops.where(step < self.peak_step, rising, keras.ops.maximum(falling, self.end))
+
+    def get_config(self):
+        return {"peak": self.peak, "peak_step": self.peak_step, "total_steps": self.total_steps,
+                "start": self.start, "end": self.end}
 
 
 def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -81,8 +102,8 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Opt
         return averaging.AveragingSGD(rate, momentum=recipe.momentum, nesterov=True, l2=recipe.weight_decay,
                                       **options)
     if recipe.optimizer == "sgd":
-        return CoupledWeightDecaySGD(rate, momentum=recipe.momentum, nesterov=True,
-                                     l2=recipe.weight_decay, **options)
+        return CoupledWeightDecaySGD(rate, momentum=recipe.momentum, nesterov=True, l2=recipe.weight_decay,
+                                     batch_norm_rate_factor=recipe.batch_norm_rate_factor, **options)
     raise ValueError(f"optimizer must be adamw or sgd, got {recipe.optimizer!r}")
 
 
@@ -90,19 +111,29 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
     """SGD whose weight decay adds l2 * w to the gradient, so that it passes through the momentum
     as in He et al. 2016 and PyTorch. Keras' own `weight_decay` shrinks the weights outside the
     momentum, which at momentum 0.9 is about 10x weaker for the same coefficient (the 40- and
-    100-epoch ResNet-20 runs were trained that way, with 5e-4). Every variable is decayed."""
+    100-epoch ResNet-20 runs were trained that way, with 5e-4). Every variable is decayed.
 
-    def __init__(self, *args, l2: float = 0.0, **kwargs):
+    batch_norm_rate_factor scales batch-norm offsets' (beta) gradients before the decay is added:
+    the same steps as PyTorch's parameter group with lr x factor and weight_decay / factor. At a
+    constant rate the steps are PyTorch's (Nesterov, dampening 0; tests/test_airbench.py): Keras
+    keeps rate x gradient in its velocity where PyTorch keeps the gradient, so a changing rate
+    reaches the velocity a few steps (~1 / (1 - momentum)) later."""
+
+    def __init__(self, *args, l2: float = 0.0, batch_norm_rate_factor: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.l2 = l2
+        self.batch_norm_rate_factor = batch_norm_rate_factor
 
     def update_step(self, gradient, variable, learning_rate):
+        # Keras names batch-norm offsets `beta`; TensorFlow's variable here is named `beta:0`.
+        if self.batch_norm_rate_factor != 1 and variable.name.split(":")[0].rsplit("/", 1)[-1] == "beta":
+            gradient = gradient * keras.ops.cast(self.batch_norm_rate_factor, variable.dtype)
         if self.l2:
             gradient = gradient + keras.ops.cast(self.l2, variable.dtype) * variable
         super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
-        return {**super().get_config(), "l2": self.l2}
+        return {**super().get_config(), "l2": self.l2, "batch_norm_rate_factor": self.batch_norm_rate_factor}
 
 
 class EpochClock(keras.callbacks.Callback):

@@ -18,12 +18,18 @@ class Recipe:
     # and PyTorch's weight_decay).
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
-    schedule: str = "cosine"  # constant | cosine | steps
+    # sgd: batch-norm offsets (beta) step this many times faster, their decay per step unchanged
+    # (airbench's bias_scaler: PyTorch's lr x factor with weight_decay / factor).
+    batch_norm_rate_factor: float = 1.0
+    # triangular: linear from 0.2 x the rate up to the rate at triangle_peak (a fraction of all
+    # steps), then down to 0.07 x at the end (airbench's).
+    schedule: str = "cosine"  # constant | cosine | steps | triangular
+    triangle_peak: float = 0.23
     step_epochs: tuple[int, ...] = ()  # steps: multiply the rate by step_factor at each of these epochs
     step_factor: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
-    augment: str = "none"  # none | shift | flip_crop | affine (zoo.data.images)
+    augment: str = "none"  # none | shift | flip_crop | affine | alternating_flip_translate (zoo.data.images)
     # affine: per image, rotation within +-affine_rotation degrees, translation within
     # +-affine_translation pixels, scale within 1 +- affine_scale
     affine_rotation: float = 15.0
@@ -32,6 +38,15 @@ class Recipe:
     # An exponential moving average of the weights (Keras' use_ema), which the model gets at the
     # end of training; None: the last weights.
     ema_momentum: float | None = None
+    # Every this many steps the weights (and batch-norm statistics) move to an exponential average
+    # of themselves at those steps, which is kept (airbench's lookahead; 0: off).
+    lookahead_every: int = 0
+    # Models with a PatchWhitening layer: its bias trains for this many epochs, then stays (0: always trains).
+    freeze_whitening_bias_after: int = 0
+    # Image models. test: per-epoch validation on the test split; none: the test split is read once,
+    # after training; holdout (python -m training.ablation sets it): trains on all but the last
+    # HOLDOUT_EXAMPLES training images and measures on those; the test split is never read.
+    validation: str = "test"
     gradient_clip_norm: float | None = None
     sequence_length: int = 35  # language models: truncated-BPTT window, in tokens
     seed: int = 0
@@ -46,18 +61,24 @@ class Recipe:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"recipe {name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name in ("lookahead_every", "freeze_whitening_bias_after"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"recipe {name} must be an int >= 0, got {value!r}")
         for name in ("epochs", "batch_size", "sequence_length", "averaging_patience"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"recipe {name} must be a positive int, got {value!r}")
-        for name in ("learning_rate", "step_factor", "gradient_clip_norm", "time_limit_minutes"):
+        for name in ("learning_rate", "step_factor", "gradient_clip_norm", "time_limit_minutes",
+                     "batch_norm_rate_factor"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"recipe {name} must be a positive number, got {value!r}")
         if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
             raise ValueError(f"recipe warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}")
         for name, low, high in (("weight_decay", 0, None), ("momentum", 0, 1), ("label_smoothing", 0, 1),
-                                ("affine_rotation", 0, 180), ("affine_translation", 0, None), ("affine_scale", 0, 1)):
+                                ("affine_rotation", 0, 180), ("affine_translation", 0, None), ("affine_scale", 0, 1),
+                                ("triangle_peak", 0, 1)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
                 bounds = f"in [{low}, {high})" if high is not None else f">= {low}"
@@ -72,8 +93,9 @@ class Recipe:
             raise ValueError(f"recipe step_epochs must be positive epoch numbers, got {self.step_epochs!r}")
 
 
-CHOICES = {"optimizer": ("adamw", "sgd", "perceptron"), "schedule": ("constant", "cosine", "steps"),
-           "augment": AUGMENTATIONS, "averaging": ("none", "nt_asgd")}
+CHOICES = {"optimizer": ("adamw", "sgd", "perceptron"), "schedule": ("constant", "cosine", "steps", "triangular"),
+           "augment": AUGMENTATIONS, "averaging": ("none", "nt_asgd"), "validation": ("test", "none", "holdout")}
+HOLDOUT_EXAMPLES = 5000  # validation="holdout": the last this many training examples
 
 
 def resolve(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> Recipe:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from zoo.data import labels
-from zoo.models import cnn, language, linear, mlp, perceptron, resnet
+from zoo.models import airbench, cnn, language, linear, mlp, perceptron, resnet
 from zoo.registry import ModelSpec, register
 
 MNIST_LABELS = labels.MNIST
@@ -85,6 +85,30 @@ def _register_resnet(depth: int, builder, parameter_count: int, bar: float, pape
 
 _register_resnet(20, resnet.build_resnet20_cifar10, 271_098, bar=0.9125, paper_accuracy="0.9125")
 _register_resnet(56, resnet.build_resnet56_cifar10, 857_082, bar=0.93, paper_accuracy="0.9303")
+
+# airbench94's hyperparameters in Keras' terms (training.loop.CoupledWeightDecaySGD; README "Recipe
+# notes"). Its PyTorch SGD (Nesterov, momentum 0.85, batch 1024, loss summed over the batch) runs
+# lr = 11.5 / k and weight_decay = 0.0153 x 1024 / k / lr per parameter, k = 1024 (1 + 1 / (1 - 0.85)),
+# and 64x that lr with the decay / 64 for batch-norm offsets. On the mean loss Keras' gradient is the
+# sum's / 1024, so rate = 1024 lr = 11.5 / 7.667 = 1.5 and l2 = weight_decay / 1024 = 0.0153 / 11.5.
+# 10 epochs of 48 steps (airbench: 9.9 epochs, 476 steps), the rate's peak at 23% of them.
+_AIRBENCH_RECIPE = {"epochs": 10, "batch_size": 1024, "optimizer": "sgd", "learning_rate": 1.5,
+                    "momentum": 0.85, "weight_decay": 0.0153 / 11.5, "batch_norm_rate_factor": 64.0,
+                    "schedule": "triangular", "label_smoothing": 0.2,
+                    "augment": "alternating_flip_translate", "lookahead_every": 5,
+                    "freeze_whitening_bias_after": 3, "validation": "none"}
+
+register(ModelSpec(
+    name="airbench_cifar10", task="image", dataset="cifar10",
+    builder=airbench.build_airbench_cifar10, config=airbench.AirbenchConfig(),
+    parameter_count=1_973_944, metric="accuracy", bar=0.94,
+    reference="airbench94: 94.01% mean over 1,000 runs, 9.9 epochs (Jordan 2024)",
+    recipe=_AIRBENCH_RECIPE, label_names=CIFAR10_LABELS,
+    description="airbench94 (Jordan 2024): a frozen 2x2 patch-whitening conv, three groups of "
+                "conv-pool-BN-GELU and conv-BN-GELU (64/256/256 filters, identity-initialised, BN "
+                "offsets only), max-pool, linear logits x 1/9; the exported model averages the "
+                "probabilities of 6 views (mirror, one-pixel shifts).",
+))
 
 # Word-level language models on Penn Treebank: plain SGD on the per-token mean loss, rate 20,
 # gradient clipped to global norm 0.25 (each step moves the weights by at most 5), as PyTorch's

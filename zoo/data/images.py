@@ -106,7 +106,7 @@ def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,
     return batches.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-AUGMENTATIONS = ("none", "shift", "flip_crop", "affine")
+AUGMENTATIONS = ("none", "shift", "flip_crop", "affine", "alternating_flip_translate")
 
 
 def _augmenter(kind: str, affine: Affine = Affine()):
@@ -120,19 +120,16 @@ def _augmenter(kind: str, affine: Affine = Affine()):
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {kind!r}")
     if kind == "affine":
         return lambda batch_data, seed: (random_affine(batch_data[0], seed, affine), batch_data[1])
+    if kind == "alternating_flip_translate":
+        raise ValueError("augment 'alternating_flip_translate' needs each batch's epoch: it is drawn by "
+                         "alternating_flip_pipeline, not image_pipeline")
     padding = 2 if kind == "shift" else 4
 
     def augment(batch_data, seed):
         images, labels = batch_data
-        batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-        padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
-        # A random translation by up to `padding`: per image, the crop's top-left corner.
-        top, left = (tf.random.stateless_uniform([batch, 1], tf.stack([seed, stream]), 0, 2 * padding + 1,
-                                                 dtype=tf.int32) for stream in (0, 1))
-        rows = tf.gather(padded, top + tf.range(height)[None, :], axis=1, batch_dims=1)  # [B, H, W+2p, C]
-        images = tf.gather(rows, left + tf.range(width)[None, :], axis=2, batch_dims=1)  # [B, H, W, C]
+        images = _translate(images, padding, tf.stack([seed, 0]), tf.stack([seed, 1]))
         if kind == "flip_crop":
-            flip = tf.random.stateless_uniform([batch, 1, 1, 1], tf.stack([seed, 2])) < 0.5
+            flip = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], tf.stack([seed, 2])) < 0.5
             images = tf.where(flip, tf.reverse(images, axis=[2]), images)
         return images, labels
 
@@ -165,3 +162,49 @@ def random_affine(images, seed, affine: Affine = Affine()):
         images=tf.cast(images, tf.float32), transforms=transforms, output_shape=tf.shape(images)[1:3],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
     return tf.cast(tf.clip_by_value(tf.round(moved), 0, 255), tf.uint8)
+
+
+def _translate(images, padding: int, top_seed, left_seed, mode: str = "CONSTANT"):
+    """Each image of [B, H, W, C] translated by up to `padding` pixels each way, drawn per image:
+    a random crop of the padded image (zeros, or mode="REFLECT")."""
+    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]], mode=mode)
+    # Per image, the crop's top-left corner.
+    top, left = (tf.random.stateless_uniform([batch, 1], seed, 0, 2 * padding + 1, dtype=tf.int32)
+                 for seed in (top_seed, left_seed))
+    rows = tf.gather(padded, top + tf.range(height)[None, :], axis=1, batch_dims=1)  # [B, H, W+2p, C]
+    return tf.gather(rows, left + tf.range(width)[None, :], axis=2, batch_dims=1)  # [B, H, W, C]
+
+
+def alternating_flip_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int, first_epoch: int,
+                              epochs: int, padding: int = 2) -> tf.data.Dataset:
+    """Epochs first_epoch..epochs-1 as one stream of batches of (uint8 images, labels), for fit
+    with steps_per_epoch (one iterator across epochs). airbench94's augmentation: alternating
+    flips (each image's mirroring is drawn once per run, then every image is mirrored on odd
+    epochs, so each is seen both ways in every two epochs) and a random translation by up to
+    `padding` pixels of the reflect-padded image, drawn per image and epoch. Epoch e's order and
+    draws depend on (seed, e) alone, so a resumed run continues exactly where it stopped."""
+    images, labels = dataset.batch(_MAX_EXAMPLES).get_single_element()  # [N, H, W, C], [N]
+    count = int(images.shape[0])
+    if count < batch_size:
+        raise ValueError(f"training needs at least one full batch ({batch_size} examples), got {count}")
+    steps = count // batch_size
+    run_key = tf.constant([seed, 0], tf.int64)
+    mirrored = tf.random.stateless_uniform([count], run_key) < 0.5  # each image's state on even epochs
+
+    def epoch(index):  # -> ([steps, B] example indices, [steps, 2] batch keys, epoch), per batch
+        key = tf.random.experimental.stateless_fold_in(run_key, index + 1)
+        order_key, batch_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        order = tf.random.experimental.stateless_shuffle(tf.range(count), order_key)
+        indices = tf.reshape(order[:steps * batch_size], [steps, batch_size])
+        keys = tf.random.experimental.stateless_split(batch_key, steps * 2)
+        return tf.data.Dataset.from_tensor_slices((indices, tf.reshape(keys, [steps, 2, 2]),
+                                                   tf.fill([steps], index)))
+
+    def batch(indices, keys, index):
+        flip = tf.math.logical_xor(tf.gather(mirrored, indices), index % 2 == 1)[:, None, None, None]
+        shifted = _translate(tf.gather(images, indices), padding, keys[0], keys[1], mode="REFLECT")
+        return tf.where(flip, tf.reverse(shifted, axis=[2]), shifted), tf.gather(labels, indices)
+
+    batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch)
+    return batches.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

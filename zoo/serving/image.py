@@ -36,6 +36,10 @@ def preprocessing_doc(spec: ModelSpec) -> str:
     text = "uint8 pixels -> float32 / 255"
     if getattr(spec.config, "mean", None):
         text += f" -> (x - mean) / std per channel, mean={list(spec.config.mean)}, std={list(spec.config.std)}"
+    level = getattr(spec.config, "tta_level", 0)
+    if level:
+        views = "the image and its mirror" + (", and one-pixel shifts of both" if level > 1 else "")
+        text += f" -> test-time views ({views}); scores = log of their weighted mean probability"
     return text + " (inside the graph)"
 
 
