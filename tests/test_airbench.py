@@ -1,7 +1,6 @@
 """airbench_cifar10: the whitening layer, test-time augmentation in the exported signature, the
 optimizer's equivalence with airbench's PyTorch SGD, the schedule, lookahead, one training run."""
 import dataclasses
-import json
 
 import keras
 import numpy as np
@@ -13,6 +12,7 @@ from tests.conftest import export_fresh, random_images
 from training import airbench, image_task, loop
 from training.recipes import Recipe, resolve
 from zoo import registry
+from zoo.data.images import alternating_flip_pipeline
 from zoo.models.airbench import VIEW_WEIGHTS, AirbenchConfig, PatchWhitening
 
 SPEC = registry.get("airbench_cifar10")
@@ -174,14 +174,23 @@ def test_a_holdout_run_is_not_exported():
         image_task.train(SPEC, resolve(SPEC, {"validation": "holdout"}), None, None, None, None, 0)
 
 
-def test_a_run_started_before_the_new_recipe_settings_still_resumes(tmp_path):
-    """recipe.json of a run started before a setting existed lacks it: it ran with the default."""
-    stored = dataclasses.asdict(Recipe(optimizer="sgd"))
-    for name in ("batch_norm_rate_factor", "triangle_peak", "lookahead_every", "freeze_whitening_bias_after",
-                 "validation"):
-        del stored[name]
-    (tmp_path / loop.RECIPE_FILE).write_text(json.dumps(stored))
-    loop.check_resumable(Recipe(optimizer="sgd"), tmp_path)  # no error
-    (tmp_path / loop.RECIPE_FILE).write_text(json.dumps(stored))
-    with pytest.raises(ValueError, match="lookahead_every: None -> 5"):
-        loop.check_resumable(Recipe(optimizer="sgd", lookahead_every=5), tmp_path)
+def test_alternating_flips_mirror_each_image_on_every_other_epoch_and_a_resume_continues_exactly():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(12, 8, 8, 3), dtype=np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(12)))
+    unshifted = list(alternating_flip_pipeline(dataset, 4, seed=0, first_epoch=0, epochs=4, padding=0))
+    mirrored = np.full((4, 12), -1)  # [epoch, image]: 1 mirrored, 0 not
+    for step, (batch, labels) in enumerate(unshifted):
+        for image, label in zip(batch.numpy(), labels.numpy()):
+            assert (image == images[label]).all() or (image == images[label][:, ::-1]).all()
+            mirrored[step // 3, label] = int(not (image == images[label]).all())
+    assert (mirrored >= 0).all() and (mirrored[1] == 1 - mirrored[0]).all() and (mirrored[2] == mirrored[0]).all()
+    assert 0 < mirrored[0].sum() < 12  # each image's first state is drawn
+    whole = list(alternating_flip_pipeline(dataset, 4, seed=0, first_epoch=0, epochs=4))
+    resumed = list(alternating_flip_pipeline(dataset, 4, seed=0, first_epoch=2, epochs=4))
+    for (batch, labels), (again, again_labels) in zip(whole[6:], resumed, strict=True):
+        np.testing.assert_array_equal(batch, again)
+        np.testing.assert_array_equal(labels, again_labels)
+    shifted = whole[0][0].numpy()
+    assert any(not (image == images[label]).all() and not (image == images[label][:, ::-1]).all()
+               for image, label in zip(shifted, whole[0][1].numpy()))  # translated

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from zoo.data.images import AUGMENTATIONS
+from zoo.data.images import AUGMENTATIONS, EPOCH_AUGMENTATIONS
 from zoo.registry import ModelSpec
 
 
@@ -94,7 +94,8 @@ class Recipe:
 
 
 CHOICES = {"optimizer": ("adamw", "sgd", "perceptron"), "schedule": ("constant", "cosine", "steps", "triangular"),
-           "augment": AUGMENTATIONS, "averaging": ("none", "nt_asgd"), "validation": ("test", "none", "holdout")}
+           "augment": AUGMENTATIONS + EPOCH_AUGMENTATIONS, "averaging": ("none", "nt_asgd"),
+           "validation": ("test", "none", "holdout")}
 HOLDOUT_EXAMPLES = 5000  # validation="holdout": the last this many training examples
 
 
