@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from tests.conftest import export_fresh, random_images
 from training import airbench, image_task, loop
+from training.bench.measure import pipeline_throughput
 from training.recipes import Recipe, resolve
 from zoo import registry
 from zoo.data.images import alternating_flip_pipeline
@@ -194,3 +195,7 @@ def test_alternating_flips_mirror_each_image_on_every_other_epoch_and_a_resume_c
     shifted = whole[0][0].numpy()
     assert any(not (image == images[label]).all() and not (image == images[label][:, ::-1]).all()
                for image, label in zip(shifted, whole[0][1].numpy()))  # translated
+
+
+def test_the_bench_draws_airbenchs_pipeline():
+    assert pipeline_throughput(SPEC, batches=2) > 0
