@@ -209,8 +209,8 @@ def test_a_nan_weight_is_a_corrupt_checkpoint_not_a_divergence(linear_mnist_old_
 def test_a_perceptron_run_resumes_though_its_optimizer_never_steps(tmp_path, monkeypatch):
     real_fit = loop.fit
 
-    def fit_killed_after_one_epoch(*args, **kwargs):
-        return real_fit(*args, **kwargs, callbacks=(KillBefore(1),))
+    def fit_killed_after_one_epoch(*args, callbacks=(), **kwargs):
+        return real_fit(*args, **kwargs, callbacks=(*callbacks, KillBefore(1)))
 
     settings = {"epochs": 2, "batch_size": 32}
     with tfds.testing.mock_data(num_examples=640):
