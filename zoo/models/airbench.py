@@ -136,20 +136,31 @@ class PatchWhitening(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class TestTimeViews(keras.layers.Layer):
-    """Inference: the batch [N, H, W, C] -> its views stacked on the batch axis [V * N, H, W, C]
-    (level 1: image, mirror; level 2: also the up-left and down-right one-pixel shifts of the
-    reflect-padded image, each with its mirror). Training: unchanged. Batch norm normalises with
-    its moving statistics at inference, so stacking views changes no view's scores."""
+class _ViewsLayer(keras.layers.Layer):
+    """A test-time-augmentation step of level 0, 1 or 2 (VIEW_WEIGHTS): identity while training."""
 
     def __init__(self, level: int, **kwargs):
         super().__init__(**kwargs)
         self.level = level
 
-    def call(self, images, training=None):
-        if training or self.level == 0:
-            return images
+    def call(self, inputs, training=None):
+        return inputs if training or self.level == 0 else self.at_inference(inputs)
+
+    def at_inference(self, inputs):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "level": self.level}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TestTimeViews(_ViewsLayer):
+    """Inference: the batch [N, H, W, C] -> its views stacked on the batch axis [V * N, H, W, C]
+    (level 1: image, mirror; level 2: also the up-left and down-right one-pixel shifts of the
+    reflect-padded image, each with its mirror). Batch norm normalises with its moving statistics
+    at inference, so stacking views changes no view's scores."""
+
+    def at_inference(self, images):
         views = [images, keras.ops.flip(images, axis=2)]
         if self.level == 2:
             height, width = images.shape[1], images.shape[2]
@@ -159,24 +170,15 @@ class TestTimeViews(keras.layers.Layer):
         return keras.ops.concatenate(views, axis=0)
 
     def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "level": self.level}
+        return input_shape  # the batch is unknown either way
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class MergeViews(keras.layers.Layer):
+class MergeViews(_ViewsLayer):
     """Inference: logits of TestTimeViews' V views [V * N, K] -> log of the weighted mean of their
-    softmax probabilities [N, K] (so softmax(scores) is that mean exactly). Training: unchanged."""
+    softmax probabilities [N, K] (so softmax(scores) is that mean exactly)."""
 
-    def __init__(self, level: int, **kwargs):
-        super().__init__(**kwargs)
-        self.level = level
-
-    def call(self, logits, training=None):
-        if training or self.level == 0:
-            return logits
+    def at_inference(self, logits):
         weights = VIEW_WEIGHTS[self.level]
         per_view = keras.ops.reshape(logits, (len(weights), -1, logits.shape[-1]))  # [V, N, K]
         log_weights = keras.ops.convert_to_tensor([[[math.log(weight)]] for weight in weights], logits.dtype)
@@ -185,6 +187,3 @@ class MergeViews(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "level": self.level}
