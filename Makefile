@@ -54,11 +54,11 @@ PRECISION_ARGS = $(if $(value QUANTIZE), --precision $(checked_quantize))
 # Expanded in the train-% recipe only, so that other targets ignore these variables.
 TRAIN_ARGS = $(if $(value EPOCHS),--epochs $(checked_epochs)) --distribute $(checked_distribute)
 
-.PHONY: help venv test test-fast lint lock demo list verify readme-table bench bench-serving formats experiments serve dist package pins export-serving
+.PHONY: help venv test test-fast lint lock demo list verify readme-table bench bench-serving bench-peers formats experiments serve dist package pins export-serving
 help:
 	@echo "make test | test-fast | lint | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
-	@echo "make bench | bench-serving | paper-<name>   (speed tables; a paper's schedule for the same minutes)"
+	@echo "make bench | bench-serving | bench-peers | paper-<name>   (speed tables; PyTorch beside the zoo; a paper's schedule for the same minutes)"
 	@echo "make export-onnx-<name> | export-tflite-<name> [QUANTIZE=int8|int8-dynamic] | formats   (converted files)"
 	@echo "make serve   (http://127.0.0.1:8501: TF Serving's REST API and the gallery)"
 	@echo "make dist | package | pins | export-serving DIR=/serving/models   (wheel, published archives, TF Serving)"
@@ -83,9 +83,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Re-resolve requirements.lock from pyproject.toml (existing pins are kept unless they must move).
+# Every extra but `peers` (PyTorch, for make bench-peers only: never installed by make test or CI).
+LOCKED_EXTRAS := data train onnx tflite serve test browser lint
 lock: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml $(LOCKED_EXTRAS:%=--extra %) --python-version 3.11 -o requirements.lock
 
 demo: $(STAMP)
 	$(PY) -m zoo demo
@@ -125,6 +127,13 @@ bench: $(STAMP)
 
 bench-serving: $(STAMP)
 	$(PY) -m training.bench --serving-only
+
+# The zoo's train steps beside PyTorch's (the optional `peers` extra, installed here, at
+# once when already there; pip keeps the lock's pins for what both need). Adds to the figures of `make bench`.
+bench-peers: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+	  $$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["peers"])')
+	$(PY) -m training.bench.peers --update-readme
 
 # Every trained model on 127.0.0.1:8501 (python -m zoo serve --help for --host, --port, --models).
 serve: $(STAMP)

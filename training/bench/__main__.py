@@ -1,17 +1,14 @@
-"""python -m training.bench [--quick] [--serving-only]: writes reports/bench.json and reports/bench.md."""
+"""python -m training.bench [--quick] [--serving-only]: writes reports/bench.json and reports/bench.md
+(PyTorch beside the zoo: python -m training.bench.peers, `make bench-peers`)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from training import REPO_ROOT
 from training.bench.measure import language_figures, run
-from training.bench.render import markdown, tables
+from training.bench.render import REPORTS, markdown, write_reports
 from training.bench.serving import serving_figures
-from training.readme import replace_section
-
-REPORTS = REPO_ROOT / "reports"
 
 
 def main() -> int:
@@ -35,13 +32,7 @@ def main() -> int:
     else:
         results = run(args.quick)
         results.update(serving_figures(args.quick))
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output / "bench.md").write_text(markdown(results))
-    if args.update_readme:
-        readme = REPO_ROOT / "README.md"
-        readme.write_text(replace_section(readme.read_text(), "bench", tables(results)))
+    write_reports(results, Path(args.output), args.update_readme)
     print(markdown(results))
     return 0
 

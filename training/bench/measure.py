@@ -6,7 +6,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -59,17 +59,23 @@ def training_throughput(spec, steps: int, rounds: int = 3, jit_compile: bool = F
     """Examples/s of train steps on synthetic uint8 batches (the recipe's batch size); with
     jit_compile, through XLA (Keras' default, which the recipes turn off); `model` replaces the
     spec's architecture (the limit probes below)."""
-    recipe = resolve(spec)
     model = model or spec.build()
+    train_step, batch_size = image_train_step(spec, model, jit_compile)
+    entry = _rounds(train_step, steps, rounds, batch_size, 3 * forward_flops(model))
+    return {**entry, "batch_size": batch_size}
+
+
+def image_train_step(spec, model: keras.Model, jit_compile: bool = False) -> tuple[Callable[[], Any], int]:
+    """(one train step of `model` compiled with the spec's recipe on a fixed synthetic uint8
+    batch, already traced; the batch size)."""
+    recipe = resolve(spec)
     compile_image_model(model, recipe, steps_per_epoch=100)
     model.jit_compile = jit_compile
     shape = model.input_shape[1:]
     images = np.random.default_rng(0).integers(0, 256, (recipe.batch_size, *shape), dtype=np.uint8)
     labels = np.eye(len(spec.label_names), dtype=np.float32)[np.arange(recipe.batch_size) % len(spec.label_names)]
     model.train_on_batch(images, labels)  # trace and build
-    entry = _rounds(lambda: model.train_on_batch(images, labels), steps, rounds,
-                    recipe.batch_size, 3 * forward_flops(model))
-    return {**entry, "batch_size": recipe.batch_size}
+    return (lambda: model.train_on_batch(images, labels)), recipe.batch_size
 
 
 def _rounds(train_step, steps: int, rounds: int, examples_per_step: int, flops_per_example: float) -> dict:
@@ -102,15 +108,21 @@ def pipeline_throughput(spec, batches: int) -> float:
 
 def language_training_throughput(spec, steps: int, rounds: int = 3) -> dict:
     """Tokens/s of train steps of the stateful training twin on random token windows."""
+    train_step, tokens = language_train_step(spec)
+    entry = _rounds(train_step, steps, rounds, tokens, 3 * language_forward_flops(spec.config))
+    return {**entry, "unit": "tokens", "batch_size": resolve(spec).batch_size}
+
+
+def language_train_step(spec) -> tuple[Callable[[], Any], int]:
+    """(one train step of the stateful training twin on a fixed window of random token ids
+    [batch, sequence_length], already traced; tokens per step)."""
     recipe = resolve(spec)
     twin = compiled_twin(spec, recipe, steps_per_epoch=100)
     shape = (recipe.batch_size, recipe.sequence_length)
     rng = np.random.default_rng(0)
     inputs, targets = (rng.integers(0, spec.config.vocab_size, shape, dtype=np.int32) for _ in range(2))
     twin.train_on_batch(inputs, targets)  # trace and build
-    entry = _rounds(lambda: twin.train_on_batch(inputs, targets), steps, rounds,
-                    inputs.size, 3 * language_forward_flops(spec.config))
-    return {**entry, "unit": "tokens", "batch_size": recipe.batch_size}
+    return (lambda: twin.train_on_batch(inputs, targets)), inputs.size
 
 
 def language_pipeline_throughput(spec, batches: int) -> float:

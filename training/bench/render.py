@@ -1,8 +1,14 @@
 """bench.md from the measured figures (see measure.py), each goal of issue 7 beside its figure."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+from training import REPO_ROOT
+from training.readme import replace_section
+
+REPORTS = REPO_ROOT / "reports"
 # The serving goal: at the most clients, batched throughput at least this many times unbatched.
 SERVING_BATCHING_GOAL = 3.0
 
@@ -44,6 +50,46 @@ def _training(results: dict) -> list[str]:
                          "additions, memory-bound passes over the activations. zoo's BatchNormalization runs "
                          "TensorFlow's fused kernel: with Keras' own (separate moments and normalise ops) the "
                          f"model trains at {entry['keras_batch_norm_fraction_of_matmul_rate']:.0%}.")
+    return lines
+
+
+# Issue 23's goals: the zoo's train step against plain eager PyTorch, and against its fastest variant.
+PEER_GOALS = {"eager": 1.0, "fastest": 0.8}
+SHARED_LOAD = 0.5  # a 1-minute load average at or above this per thread: the cores were not idle
+
+
+def _peers(results: dict) -> list[str]:
+    peers = results.get("peers")
+    if not peers:
+        return []
+    measured = peers["measured"]
+    quick = " A quick run (few rounds): a smoke test of the bench, not a measurement." if measured["quick"] else ""
+    if measured["load_average"] >= SHARED_LOAD * measured["threads"]:
+        quick += (" The cores were shared when it started: PyTorch's OpenMP threads wait for each other at every "
+                  "parallel region when another process holds a core, so these ratios flatter the zoo; rerun on "
+                  "idle cores.")
+    lines = ["\n## Training beside PyTorch\n",
+             f"Measured {measured['created']} on {measured['hardware']['summary']} (1-minute load average "
+             f"{measured['load_average']:.1f} when it started) by `make bench-peers`: the same models in PyTorch "
+             f"{measured['torch']} (CPU build), built from the same configs (same layer shapes and parameter "
+             "counts), same batch, loss, optimizer and peak learning rate, float32, both on "
+             f"{measured['threads']} threads. One process alternates {measured['rounds']} rounds of "
+             f"{measured['steps_per_round']} train steps (the zoo's, then each PyTorch variant's); each ratio "
+             f"is the median of the rounds' ratios (range in brackets).{quick}\n",
+             "| model | batch | zoo examples/s | PyTorch | PyTorch examples/s | zoo / PyTorch | goal |",
+             "|---|---|---|---|---|---|---|"]
+    for name, entry in peers["models"].items():
+        variants = entry["peers"]
+        eager = next(iter(variants))
+        fastest = max(variants, key=lambda label: variants[label]["examples_per_second"])
+        for label, peer in variants.items():
+            goals = [f">= {goal:.1f}x ({'eager' if kind == 'eager' else 'fastest'}) "
+                     f"{_met(peer['zoo_ratio'] >= goal)}"
+                     for kind, goal in PEER_GOALS.items() if label == (eager if kind == "eager" else fastest)]
+            low, high = peer["zoo_ratio_range"]
+            lines.append(f"| `{name}` ({entry['unit']}) | {entry['batch']} | {entry['zoo_examples_per_second']:.0f} | "
+                         f"{label} | {peer['examples_per_second']:.0f} | {peer['zoo_ratio']:.2f}x "
+                         f"({low:.2f}-{high:.2f}) | {'; '.join(goals) or '-'} |")
     return lines
 
 
@@ -156,7 +202,8 @@ def _body(results: dict) -> str:
     intro = (f"Measured by `make bench` on {results['hardware']['summary']} ({results['created']}). "
              f"Dense float32 matmul rate{size} measured in the same run: {rate:.1f} GFLOP/s. "
              "Figures are ratios within this run; absolute times drift on a shared machine.\n")
-    sections = _training(results) + _inference(results) + _generation(results) + _time_to_accuracy(results)
+    sections = (_training(results) + _peers(results) + _inference(results) + _generation(results)
+                + _time_to_accuracy(results))
     return "\n".join([intro, *sections])
 
 
@@ -169,3 +216,13 @@ def markdown(results: dict) -> str:
 def tables(results: dict) -> str:
     """The same tables one heading level down, as the README quotes them."""
     return re.sub(r"(?m)^## ", "### ", _body(results))
+
+
+def write_reports(results: dict, output: Path, update_readme: bool) -> None:
+    """bench.json and bench.md into `output`; with update_readme, the tables into README.md."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (output / "bench.md").write_text(markdown(results))
+    if update_readme:
+        readme = REPO_ROOT / "README.md"
+        readme.write_text(replace_section(readme.read_text(), "bench", tables(results)))
