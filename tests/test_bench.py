@@ -113,3 +113,25 @@ def test_the_serving_bench_measures_a_real_server_and_renders():
         assert entry[mode]["overhead_vs_direct_predict"] > 0 and entry[mode]["overhead_vs_empty_route"] > 0
     text = markdown({**_results(0.7, 6.0, 12.0, 1.1), "serving": figures})
     assert "## Serving over HTTP" in text and "| `cnn_mnist` | on | 4 |" in text and "| `cnn_mnist` | off | 1 |" in text
+
+
+def test_new_models_are_timed_to_their_bar_and_their_predecessors_figure(monkeypatch):
+    from training.bench import measure
+    from zoo import artifact
+
+    history = {"epoch": [1, 2, 3], "elapsed_seconds": [60.0, 120.0, 180.0], "val_accuracy": [0.99, 0.9965, 0.9972]}
+    cards = {"cnn_mnist": {"metrics": {"test_accuracy": {"value": 0.9961}}},
+             "allconv_mnist": {"recipe": {"validation": "test"}, "metrics": {"test_accuracy": {"value": 0.9972}},
+                               "training": {"history": history, "epochs_run": 3, "wall_time_seconds": 180.0}}}
+    monkeypatch.setattr(artifact, "committed_card", cards.get)
+    monkeypatch.setattr(measure, "PAPER_TARGETS", {})
+    monkeypatch.setattr(measure, "SUCCESSORS", {"allconv_mnist": "cnn_mnist"})
+    per_epoch = measure.time_to_accuracy()
+    assert per_epoch["allconv_mnist to 0.997 test accuracy (its bar; test split read each epoch)"] == {
+        "status": "reached", "epoch": 3, "minutes": 3.0, "value": 0.9972}
+    assert per_epoch["allconv_mnist to 0.9961 test accuracy (cnn_mnist's; test split read each epoch)"]["epoch"] == 2
+    cards["allconv_mnist"]["recipe"]["validation"] = "none"  # read once: the whole run is the time
+    (once, _) = measure.time_to_accuracy().values()
+    assert once == {"status": "reached", "epoch": 3, "minutes": 3.0, "value": 0.9972}
+    cards["allconv_mnist"]["metrics"]["test_accuracy"]["value"] = 0.9968
+    assert list(measure.time_to_accuracy().values())[0]["status"] == "not reached"

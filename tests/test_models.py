@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import zoo
 from tests.conftest import export_fresh, random_images
-from zoo.models import common, linear, mlp, perceptron, resnet
+from zoo.models import allconv, common, linear, mlp, perceptron, resnet
 
 X = np.array([[1.0, 2.0], [-1.0, -1.0], [2.0, 0.5]], np.float32)
 Y = np.array([1, 0, 1])
@@ -193,3 +193,17 @@ def test_fused_batch_norm_runs_the_fused_kernel_when_training():
     graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(
         tf.TensorSpec((2, 4, 4, 3), tf.float32)).graph
     assert any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())
+
+
+def test_allconv_downsamples_by_strided_convs_not_pooling():
+    model = allconv.build_allconv_mnist()
+    assert not [layer for layer in model.layers if "pool" in type(layer).__name__.lower()]
+    # 28 -> two 'valid' 3x3 convs -> 24 -> stride 2 -> 12 -> 10 -> 8 -> 4 -> the 4x4 head -> 1
+    assert [model.get_layer(f"stage{s}_down").output.shape[1] for s in (0, 1)] == [12, 4]
+    assert model.get_layer("head").output.shape[1:] == (1, 1, 128)
+    assert all(model.get_layer(f"{layer.name}_bn") for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+
+
+def test_allconv_rejects_an_input_too_small_for_its_stages():
+    with pytest.raises(ValueError, match=r"input_shape \(12, 12, 1\) is too small for 2 stages"):
+        allconv.build_allconv_mnist(allconv.AllConvConfig(input_shape=(12, 12, 1)))

@@ -152,10 +152,14 @@ def test_a_regularised_stateful_twin_trains_a_step():
 # ---- NT-ASGD -----------------------------------------------------------------------------------
 
 def test_the_trigger_is_awd_lstms_non_monotonic_rule():
-    assert not averaging.should_trigger([5.0, 4.0, 3.0], patience=2)  # not more than patience epochs... yet
+    # awd-lstm main.py: len(best_val_loss) > nonmono and val_loss > min(best_val_loss[:-nonmono]),
+    # best_val_loss holding the earlier epochs' losses
+    assert not averaging.should_trigger([5.0, 4.0, 6.0], patience=2)  # 2 earlier epochs: not more than patience
     assert not averaging.should_trigger([5.0, 4.0, 3.0, 2.9], patience=2)  # still improving
-    assert averaging.should_trigger([5.0, 4.0, 3.0, 4.1], patience=2)  # above min(5.0, 4.0)
-    assert not averaging.should_trigger([5.0, 4.0, 3.0, 3.9], patience=2)  # above 3.0, not above min([5, 4])
+    assert not averaging.should_trigger([5.0, 4.0, 3.0, 4.1], patience=2)  # not above min([5.0])
+    assert averaging.should_trigger([5.0, 4.0, 3.0, 5.1], patience=2)  # above min([5.0])
+    assert averaging.should_trigger([5.0, 4.0, 3.0, 3.5, 4.1], patience=2)  # above min([5.0, 4.0])
+    assert not averaging.should_trigger([5.0, 4.0, 3.0, 3.5, 3.9], patience=2)
 
 
 def averaging_model(recipe: Recipe):

@@ -101,6 +101,7 @@ class NonMonotonicTrigger(keras.callbacks.Callback):
 
 
 def should_trigger(losses: list[float], patience: int) -> bool:
-    """AWD-LSTM's rule: more than `patience` epochs, and the latest loss above the lowest of all
-    but the last `patience`."""
-    return len(losses) > patience and losses[-1] > min(losses[:-patience])
+    """AWD-LSTM's rule on the losses so far, the latest last: more than `patience` earlier epochs,
+    and the latest loss above the lowest of the earlier ones but their last `patience`."""
+    earlier = losses[:-1]
+    return len(earlier) > patience and losses[-1] > min(earlier[:-patience])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from zoo.data import labels
-from zoo.models import airbench, cnn, language, linear, mlp, perceptron, resnet
+from zoo.models import airbench, allconv, cnn, language, linear, mlp, perceptron, resnet
 from zoo.registry import ModelSpec, register
 
 MNIST_LABELS = labels.MNIST
@@ -50,6 +50,19 @@ register(ModelSpec(
     label_names=MNIST_LABELS,
     description="Conv + pooling network: two stages of two 3x3 conv-BN-ReLU layers and a "
                 "max-pool (32, 64 filters), dropout, a 128-unit dense layer, 10 outputs.",
+))
+
+register(ModelSpec(
+    name="allconv_mnist", task="image", dataset="mnist",
+    builder=allconv.build_allconv_mnist, config=allconv.AllConvConfig(),
+    parameter_count=326_826, metric="accuracy", bar=0.997,
+    reference="An et al. 2020, 150 epochs: 0.9970 (mean of 30 seeds)",
+    recipe={"epochs": 30, "batch_size": 128, "learning_rate": 2e-3, "warmup_epochs": 1,
+            "augment": "affine", "affine_rotation": 10.0, "label_smoothing": 0.1, "validation": "none"},
+    label_names=MNIST_LABELS,
+    description="All-convolutional network: two stages of two 3x3 'valid' conv-BN-ReLU layers and a "
+                "5x5 stride-2 conv-BN-ReLU (32, 64 filters), no pooling, dropout, a 4x4 conv to 128 "
+                "features, 10 outputs.",
 ))
 
 register(ModelSpec(

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.bench.measure import language_figures, run
+from training.bench.measure import language_figures, run, time_to_accuracy
 from training.bench.render import REPORTS, markdown, write_reports
 from training.bench.serving import serving_figures
 
@@ -17,16 +17,20 @@ def main() -> int:
     parser.add_argument("--output", default=str(REPORTS), help="folder for bench.json and bench.md")
     parser.add_argument("--markdown-only", action="store_true", help="rewrite bench.md from bench.json")
     parser.add_argument("--language-only", action="store_true",
-                        help="rerun only the generation and time-to-target figures into bench.json")
+                        help="rerun only the generation figures into bench.json")
+    parser.add_argument("--time-to-accuracy-only", action="store_true",
+                        help="recompute only the time-to-accuracy table (from the cards; no timing)")
     parser.add_argument("--serving-only", action="store_true",
                         help="rerun only the HTTP serving figures (python -m zoo serve) into bench.json")
     parser.add_argument("--update-readme", action="store_true",
                         help="also quote the tables in README.md (between the bench markers)")
     args = parser.parse_args()
-    if args.markdown_only or args.language_only or args.serving_only:
+    if args.markdown_only or args.language_only or args.serving_only or args.time_to_accuracy_only:
         results = json.loads((Path(args.output) / "bench.json").read_text())
         if args.language_only:
             results.update(language_figures())
+        if args.time_to_accuracy_only:
+            results["time_to_accuracy"] = time_to_accuracy()
         if args.serving_only:
             results.update(serving_figures(args.quick))
     else:
