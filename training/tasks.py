@@ -15,6 +15,10 @@ from zoo import artifact, export, registry
 TRAINERS = {"image": image_task.train, "language": language_task.train}
 # Train without exporting; returns the final weights' metrics (the paper-schedule runs).
 FIT_AND_MEASURE = {"image": image_task.fit_and_measure, "language": language_task.fit_and_measure}
+# The split a card's per-epoch `val_*` history was measured on, from the card's recipe (image recipes
+# made before the `validation` setting read the test split each epoch; PTB has its own validation split).
+EPOCH_VALIDATION_SPLIT = {"image": lambda recipe: recipe.get("validation", "test"),
+                          "language": lambda recipe: "validation"}
 
 
 def train(name: str, overrides: Mapping[str, Any] | None = None, data_dir=None,

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import zoo
 from training import cards, loop
+from training import tasks as training_tasks
 from training.bench.flops import forward_flops, language_forward_flops
 from training.image_task import compile_image_model
 from training.language_task import compiled_twin
@@ -367,7 +368,7 @@ def test_history(name: str) -> tuple[dict, str, str]:
     from before the `validation` setting did), else one row from the final figure."""
     card = artifact.committed_card(name)
     spec = registry.get(name)
-    if card and spec.task == "image" and card["recipe"].get("validation", "test") == "test":
+    if card and training_tasks.EPOCH_VALIDATION_SPLIT[spec.task](card["recipe"]) == "test":
         return card["training"]["history"], f"val_{spec.metric}", "test split read each epoch"
     return final_history(name), spec.metric_key, "test split read once, after training"
 
