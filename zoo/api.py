@@ -56,7 +56,7 @@ def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bo
         raise artifact.ArtifactError(f"{path}: a {task.name} artifact needs the signatures {list(task.signatures)}; "
                                      f"{missing} missing (its card's task {task.name!r} does not match its graph)")
     model = task.predictor(saved_model, card, path)
-    return model if runtime == "tensorflow" else convert.use_runtime(model, runtime, precision)
+    return model if runtime == "tensorflow" else convert.use_runtime(model, runtime, precision, trust)
 
 
 def get_model(name: str, pretrained: bool = False, version: int | None = None):
