@@ -19,7 +19,8 @@ def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bo
     regular files, the required ones present), the card is checked (a name loaded by registry
     name must be that entry's), and saved_model.pb's operations are checked against the zoo's
     allowlist (zoo.artifact.ALLOWED_OPS), since loading a SavedModel runs its graph; trust=True
-    skips only that last check, for a folder whose origin you trust.
+    skips only that last check (here and before converting for runtime=), for a folder whose
+    origin you trust.
 
     runtime="onnxruntime" or "litert" (image models) runs `predict` on an ONNX or TFLite
     conversion of the artifact, made on first use and cached (zoo.convert.converted_dir), checked
