@@ -5,6 +5,7 @@ import json
 import pytest
 
 from training import ablation, loop, tasks
+from zoo import files
 
 
 @pytest.fixture
@@ -13,7 +14,7 @@ def fake_training(monkeypatch):
 
     def fit_and_measure(spec, recipe, data_dir, work_dir, verbose):
         seen.append((spec, recipe))
-        loop.atomic_write(work_dir / loop.LOG_FILE, b"epoch,loss,val_loss\n0,5.0,5.1\n1,4.0,4.2\n")
+        files.write_atomically(work_dir / loop.LOG_FILE, b"epoch,loss,val_loss\n0,5.0,5.1\n1,4.0,4.2\n")
         value = 100.0 + 10 * spec.config.weight_drop + recipe.epochs
         return {"validation_perplexity": {"value": value, "split": "validation", "examples": 73760}}
 
@@ -55,7 +56,7 @@ def test_image_variants_train_on_all_but_the_last_training_images(monkeypatch, t
 
     def fit_and_measure(spec, recipe, data_dir, work_dir, verbose):
         seen.append(recipe)
-        loop.atomic_write(work_dir / loop.LOG_FILE, b"epoch,loss,elapsed_seconds\n0,2.0,60.0\n")
+        files.write_atomically(work_dir / loop.LOG_FILE, b"epoch,loss,elapsed_seconds\n0,2.0,60.0\n")
         return {"validation_accuracy": {"value": 0.9, "split": "validation", "examples": 5000}}
 
     monkeypatch.setattr(tasks, "FIT_AND_MEASURE", {**tasks.FIT_AND_MEASURE, "image": fit_and_measure})

@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 import zoo
 from tests.conftest import export_fresh, random_images, registry_params
+from training import formats
 from training import tasks as training_tasks
 from zoo import artifact, convert, export, registry
 from zoo.artifact import ArtifactError
+from zoo.serving import image
 
 
 @pytest.fixture
@@ -103,6 +105,44 @@ def test_onnx_cache_files_are_checked_by_their_digest_and_their_outputs(copy_of,
     assert model.runtime == "onnxruntime"
 
 
+def test_a_planted_int8_file_fails_its_probe_and_is_deleted(copy_of, tmp_path, monkeypatch):
+    """An int8 file of another model, named with the artifact's key and its own digest, has the
+    right output names and shapes: it fails the probe against the SavedModel, is deleted, and a
+    conversion of this artifact is made and used."""
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(convert, "CALIBRATION_IMAGES", 40)
+    monkeypatch.setattr(convert, "CHECK_IMAGES", 40)
+    monkeypatch.setattr(convert, "INT8_AGREEMENT", 0.5)  # untrained: near ties on noise, which int8 flips
+    monkeypatch.setattr(image, "training_sample", lambda dataset, count, data_dir=None: random_images(
+        (28, 28, 1), count=count, seed=1))
+    folder, other = copy_of("cnn_mnist"), tmp_path / "other"
+    export_fresh("cnn_mnist", other)
+    images = convert.probe_images((28, 28, 1))
+    reference = zoo.load(folder)
+    planted = convert.to_tflite(other, tmp_path / "planted.tflite", "int8",
+                                convert.batches(random_images((28, 28, 1), count=40, seed=1)))
+    assert convert.same_outputs(convert.open_runner(planted.read_bytes(), "tflite", "serving_default")(image=images),
+                                convert.reference_outputs(reference, images))  # the old check passed it
+    directory = tmp_path / "cache" / "converted" / "cnn_mnist"
+    directory.mkdir(parents=True)
+    key = artifact.manifest_digest(folder)[:16]
+    planted_name = directory / f"tflite_int8-{key}-{artifact.sha256_file(planted)}.tflite"
+    shutil.copyfile(planted, planted_name)
+    model = zoo.load(folder, runtime="litert", precision="int8")
+    assert not planted_name.exists() and len(list(directory.glob("tflite_int8-*"))) == 1
+    agreement = np.mean(model.predict(images).class_id == reference.predict(images).class_id)
+    assert agreement >= convert.INT8_PROBE_AGREEMENT
+
+
+def test_a_conversion_that_fails_its_probe_is_not_kept(copy_of, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    folder = copy_of("cnn_mnist")
+    monkeypatch.setattr(convert, "PARITY_TOLERANCE", -1.0)  # no file can agree
+    with pytest.raises(ArtifactError, match="does not reproduce the SavedModel's outputs on a probe batch"):
+        zoo.load(folder, runtime="litert")
+    assert list((tmp_path / "cache" / "converted" / "cnn_mnist").iterdir()) == []
+
+
 def test_names_from_a_card_must_be_plain_names(copy_of):
     for name in ("../../elsewhere", "/tmp/x", "CNN", "", "a b"):
         folder = copy_of(f"bad{abs(hash(name))}")
@@ -136,32 +176,44 @@ class Writer(tf.Module):
                 "class_id": tf.fill([tf.shape(image)[0]], tf.constant(7, tf.int64))}
 
 
-def test_loading_refuses_operations_outside_the_allowlist(copy_of, tmp_path):
-    genuine = copy_of()
-    folder = tmp_path / "writer"
-    target = tmp_path / "written.txt"
+def writer_artifact(genuine: Path, folder: Path, target: Path) -> Path:
+    """A Writer SavedModel at `folder` with `genuine`'s card, weights and README, and a manifest
+    regenerated to match: what passes every check but the operations'."""
     module = Writer(str(target))
     tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
     for name in ("model_card.json", "model.weights.h5", "README.md"):
         shutil.copyfile(genuine / name, folder / name)
     artifact.write_manifest(folder)
+    return folder
+
+
+def test_loading_refuses_operations_outside_the_allowlist(copy_of, tmp_path):
+    target = tmp_path / "written.txt"
+    folder = writer_artifact(copy_of(), tmp_path / "writer", target)
     artifact.verify_manifest(folder)  # a manifest proves integrity, not origin
     with pytest.raises(ArtifactError, match="operation 'WriteFile'.*trust=True"):
         zoo.load(folder)
     assert not target.exists()
 
 
+def test_converting_refuses_operations_outside_the_allowlist(copy_of, tmp_path, monkeypatch):
+    """Converters and `make formats` load the SavedModel too: its graph is checked first."""
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    target = tmp_path / "written.txt"
+    folder = writer_artifact(copy_of(), tmp_path / "writer", target)
+    for convert_it in (lambda: convert.to_tflite(folder, tmp_path / "out.tflite"),
+                       lambda: convert.cached(folder, "tflite"),
+                       lambda: formats.savedmodel_runner(folder, "serving_default")):
+        with pytest.raises(ArtifactError, match="operation 'WriteFile'"):
+            convert_it()
+    assert not target.exists() and not (tmp_path / "out.tflite").exists()
+
+
 def test_zoo_verify_refuses_what_zoo_load_refuses(copy_of, tmp_path, monkeypatch):
     """The review's case: a plain-TF model copied over a committed artifact, with the card, the
     weights and the README copied and the manifest regenerated."""
     monkeypatch.setattr(artifact, "EXPORT_ROOT", tmp_path / "models")
-    genuine = copy_of()
-    folder = tmp_path / "models" / "cnn_mnist"
-    module = Writer(str(tmp_path / "written.txt"))
-    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
-    for name in ("model_card.json", "model.weights.h5", "README.md"):
-        shutil.copyfile(genuine / name, folder / name)
-    artifact.write_manifest(folder)
+    writer_artifact(copy_of(), tmp_path / "models" / "cnn_mnist", tmp_path / "written.txt")
     (problem,) = artifact.verify_all(["cnn_mnist"])
     assert "operation 'WriteFile'" in problem
 

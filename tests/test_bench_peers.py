@@ -97,3 +97,12 @@ def test_peer_goals_are_judged_against_eager_and_the_fastest_variant():
 def test_a_run_on_shared_cores_says_so():
     assert "rerun on idle cores" in markdown(_results(500.0, 450.0, 600.0, load=3.0))
     assert "rerun on idle cores" not in markdown(_results(500.0, 450.0, 600.0, load=0.2))
+
+
+def test_a_missing_or_malformed_bench_json_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["peers", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit, match="holds no `make bench` figures"):
+        peers.main()
+    (tmp_path / "bench.json").write_text('{"training": ')
+    with pytest.raises(SystemExit, match=r"^error: .*bench.json is unreadable \(Expecting value[^\n]*$"):
+        peers.main()

@@ -1,4 +1,9 @@
 """ONNX (onnxruntime) and TFLite (LiteRT) exports agree with the SavedModel."""
+import stat
+import sys
+import types
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -25,15 +30,10 @@ def artifact_for(name, tmp_path):
 
 
 def assert_outputs_match(outputs, expected):
-    """Class ids equal; every float output within convert.PARITY_TOLERANCE of its own scale
-    (README "Guarantees" quotes it)."""
-    np.testing.assert_array_equal(outputs["class_id"], expected.class_id)
-    for key in ("scores", "probabilities", "distance"):
-        reference = getattr(expected, key)
-        if reference is not None:
-            scale = max(1.0, float(np.abs(reference).max()))
-            np.testing.assert_allclose(outputs[key], reference, rtol=0, atol=convert.PARITY_TOLERANCE * scale,
-                                       err_msg=key)
+    """convert.outputs_agree: class ids equal; every float output within
+    convert.PARITY_TOLERANCE of its own scale (README "Guarantees" quotes it)."""
+    assert convert.outputs_agree(outputs, expected), {
+        key: float(np.abs(np.asarray(outputs[key], np.float64) - expected[key]).max()) for key in expected}
 
 
 @pytest.mark.slow
@@ -48,14 +48,13 @@ def test_onnx_and_tflite_match_savedmodel(name, tmp_path, monkeypatch):
     path = artifact_for(name, tmp_path)
     model = zoo.load(path)
     images = parity_inputs(model, os.environ.get("ZOO_DATA_DIR") if path == artifact.committed_dir(name) else None)
-    expected = model.predict(images)
+    expected = convert.reference_outputs(model, images)
 
     session = onnxruntime.InferenceSession(str(to_onnx(path, tmp_path / "model.onnx")))
     assert [i.name for i in session.get_inputs()] == ["image"]
     names = [o.name for o in session.get_outputs()]
     onnx_outputs = dict(zip(names, session.run(None, {"image": images})))
     assert_outputs_match(onnx_outputs, expected)
-    np.testing.assert_array_equal(onnx_outputs["class_id"], expected.class_id)
 
     interpreter = Interpreter(model_content=to_tflite(path, tmp_path / "model.tflite").read_bytes())
     runner = interpreter.get_signature_runner("serving_default")
@@ -101,7 +100,7 @@ def test_onnxruntime_runtime_matches_tensorflow_and_caches_its_conversion(fresh_
     images = random_images(reference.input_shape, count=5, seed=3)
     result = fast.predict(images)
     assert_outputs_match({"class_id": result.class_id, "probabilities": result.probabilities,
-                          "scores": result.scores}, reference.predict(images))
+                          "scores": result.scores}, convert.reference_outputs(reference, images))
     assert len(fast.predict(images, batch_size=2)) == 5  # chunks concatenate as with TensorFlow
     (converted,) = (tmp_path / "converted").rglob("*.onnx")
     stamp = converted.stat().st_mtime_ns
@@ -123,3 +122,43 @@ def test_runtime_argument_is_checked():
         zoo.load("cnn_mnist", runtime="torch")
     with pytest.raises(ValueError, match="needs TensorFlow"):
         zoo.load("lstm_ptb", runtime="onnxruntime")
+
+
+def test_a_failed_conversion_leaves_the_previous_file(fresh_cnn_artifact, tmp_path, monkeypatch):
+    """tf2onnx (here a stand-in that is killed halfway) writes to a temporary name, never the output."""
+    def half_written(function, input_signature, opset, output_path):
+        Path(output_path).write_bytes(b"half an onnx file")
+        raise RuntimeError("killed while writing")
+    monkeypatch.setitem(sys.modules, "tf2onnx", types.SimpleNamespace(
+        convert=types.SimpleNamespace(from_function=half_written)))
+    output = tmp_path / "model.onnx"
+    output.write_bytes(b"the previous conversion")
+    with pytest.raises(RuntimeError, match="killed while writing"):
+        convert.to_onnx(fresh_cnn_artifact[1], output)
+    assert output.read_bytes() == b"the previous conversion" and list(tmp_path.iterdir()) == [output]
+
+
+def test_exported_files_are_readable_by_others(fresh_cnn_artifact, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    output = tmp_path / "out" / "cnn.tflite"
+    cached = convert.export_file(zoo.load(fresh_cnn_artifact[1]), convert.FORMATS["tflite"], output)
+    (made,) = (tmp_path / "cache" / "converted" / "cnn_mnist").glob("*.tflite")
+    assert output.read_bytes() == made.read_bytes() and cached == output
+    assert stat.S_IMODE(output.stat().st_mode) == stat.S_IMODE(made.stat().st_mode) == 0o644
+    assert [path.name for path in output.parent.iterdir()] == ["cnn.tflite"]
+
+
+def test_conversions_are_checked_against_the_savedmodel_not_the_current_runtime(fresh_cnn_artifact, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+    model = zoo.load(fresh_cnn_artifact[1])
+    images = random_images(model.input_shape, count=5, seed=4)
+    expected = model.predict(images).class_id
+    # A model already switched to a runtime that answers wrongly: its predictions are no reference.
+    model.use_runtime("litert", "float32", lambda batch: {"class_id": np.zeros(len(batch), np.int64),
+                                                          "scores": np.zeros((len(batch), 10), np.float32),
+                                                          "probabilities": np.zeros((len(batch), 10), np.float32)})
+    convert.use_runtime(model, "litert")
+    np.testing.assert_array_equal(model.predict(images).class_id, expected)
+    with pytest.raises(ValueError, match=r"^runtime must be one of \('onnxruntime', 'litert'\).*got 'torch'$"):
+        convert.use_runtime(model, "torch")

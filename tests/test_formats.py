@@ -74,3 +74,21 @@ def test_formats_measures_an_image_model_in_every_format(tmp_path, monkeypatch):
     assert (tmp_path / "reports" / "formats.md").read_text() == formats.markdown(
         json.loads((tmp_path / "reports" / "formats.json").read_text()))
     assert np.isfinite(entry["load_average"])
+
+
+def test_each_models_rows_name_the_machine_they_were_measured_on():
+    """A partial re-measurement keeps the other models' rows: they keep their own machine."""
+    results = synthetic_results()
+    assert "Measured by `make formats` on 2 CPU cores (test);" in formats.tables(results)
+    results["models"]["a_mnist"]["hardware"] = "8 CPU cores (elsewhere)"
+    results["models"]["b_ptb"]["hardware"] = "2 CPU cores (here)"
+    results["hardware"] = {"summary": "2 CPU cores (here)"}  # the latest run's, which measured b_ptb only
+    assert ("on several machines (`a_mnist` on 8 CPU cores (elsewhere); `b_ptb` on 2 CPU cores (here));"
+            in formats.tables(results))
+
+
+def test_throughput_counts_the_examples_in_the_batch_call(monkeypatch):
+    """A test split limited below BATCH times a smaller batch: examples/s counts what was run."""
+    monkeypatch.setattr(formats, "timed", lambda function, count: [0.5] * count)
+    measured = formats.speeds({"savedmodel": (lambda: None, lambda: None)}, 100, rounds=2, per_round=3)
+    assert measured["savedmodel"] == {"p50_ms": 500.0, "examples_per_second": 200.0}

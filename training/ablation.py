@@ -23,7 +23,7 @@ import keras
 from training import REPO_ROOT, cards, loop, tasks
 from training.recipes import parse_override, resolve
 from training.train import EXPECTED_ERRORS, report_error
-from zoo import registry
+from zoo import files, registry
 
 REPORT_DIR = REPO_ROOT / "reports" / "ablation"
 VARIANT_NAME = re.compile(r"^[a-z0-9_]+$")
@@ -59,8 +59,8 @@ def run(name: str, variant: str, config: dict[str, Any], overrides: dict[str, An
                   "command": command(name, variant, config, overrides)}
         path = report_dir / name / f"{variant}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        loop.atomic_write(path, (json.dumps(result, indent=2, default=list) + "\n").encode())
-        loop.atomic_write(report_dir / f"{name}.md", markdown(name, report_dir).encode())
+        files.write_atomically(path, (json.dumps(result, indent=2, default=list) + "\n").encode())
+        files.write_atomically(report_dir / f"{name}.md", markdown(name, report_dir).encode())
         loop.clear_checkpoints(work_dir)
     return path
 

@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from training import REPO_ROOT, cards
 from training.bench.measure import timed
-from training.readme import README, replace_section
-from zoo import artifact, convert, registry, tasks
+from training.readme import read_report, update_section
+from zoo import artifact, convert, files, registry, tasks
 from zoo.data import ptb, text
 from zoo.data.images import load_images
 from zoo.serving.language import artifact_vocabulary
@@ -39,6 +39,9 @@ Runner = Callable[..., dict]
 
 
 def savedmodel_runner(folder: Path, signature: str) -> Runner:
+    """The artifact's signature through TensorFlow, its graph's operations checked first (as
+    zoo.load checks them: loading a SavedModel runs its graph)."""
+    artifact.check_operations(folder)
     function = tf.saved_model.load(str(folder)).signatures[signature]
     return lambda **inputs: {key: value.numpy() for key, value in function(**inputs).items()}
 
@@ -49,9 +52,11 @@ def savedmodel_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in paths if path.is_file())
 
 
-def speeds(calls: dict[str, tuple[Callable, Callable]], rounds: int, per_round: int) -> dict[str, dict]:
-    """format -> single-example p50 (ms) and batch examples/s. Formats take turns in each
-    round, so a load change on a shared machine falls on all of them alike."""
+def speeds(calls: dict[str, tuple[Callable, Callable]], batch_size: int, rounds: int,
+           per_round: int) -> dict[str, dict]:
+    """format -> single-example p50 (ms) and examples/s of the batch call (`batch_size`
+    examples). Formats take turns in each round, so a load change on a shared machine falls on
+    all of them alike."""
     single: dict[str, list[float]] = {name: [] for name in calls}
     batch: dict[str, list[float]] = {name: [] for name in calls}
     for one, many in calls.values():  # warm-up: first calls allocate and plan
@@ -62,18 +67,25 @@ def speeds(calls: dict[str, tuple[Callable, Callable]], rounds: int, per_round: 
             single[name] += timed(one, per_round)
             batch[name] += timed(many, 1)
     return {name: {"p50_ms": float(np.percentile(single[name], 50)) * 1000,
-                   "examples_per_second": BATCH / float(np.median(batch[name]))} for name in calls}
+                   "examples_per_second": batch_size / float(np.median(batch[name]))} for name in calls}
 
 
-def converted_files(folder: Path, formats: tuple[str, ...], work: Path, calibration: Callable[[], list]) -> dict:
-    """format -> bytes of each conversion (the calibrated ones calibrated as zoo.load does)."""
-    files = {}
-    for name in formats:
-        format = convert.FORMATS[name]
-        path = convert.convert(folder, format, work / f"{name}.{format.file_type}",
-                               calibration() if format.calibrated else None)
-        files[name] = path.read_bytes()
-    return files
+def converted(folder: Path, task: tasks.Task,
+              calibration: Callable[[], list]) -> tuple[dict[str, int], dict[str, tuple[Runner, Runner]]]:
+    """format -> bytes in each conversion's file (the calibrated ones calibrated as zoo.load does),
+    and format -> two runners of the task's converted signature (Task.tflite_signature), the
+    SavedModel's first: one for single examples, one for batches, so that neither resizes."""
+    sizes = {SAVEDMODEL: savedmodel_bytes(folder)}
+    runners: dict[str, tuple[Runner, Runner]] = {SAVEDMODEL: (savedmodel_runner(folder, task.tflite_signature),) * 2}
+    with tempfile.TemporaryDirectory() as work:
+        for name in task.formats:
+            format = convert.FORMATS[name]
+            content = convert.convert(folder, format, Path(work) / f"{name}.{format.file_type}",
+                                      calibration() if format.calibrated else None).read_bytes()
+            sizes[name] = len(content)
+            runners[name] = (convert.open_runner(content, format.file_type, task.tflite_signature),
+                             convert.open_runner(content, format.file_type, task.tflite_signature))
+    return sizes, runners
 
 
 def _row(name: str, size: int) -> dict:
@@ -88,25 +100,17 @@ def measure_image(folder: Path, card: dict, data_dir, rounds: int, per_round: in
     images, labels = images.numpy()[:limit], labels.numpy()[:limit]
     sample = convert.calibration_images(card, data_dir)
     rows, calls = [], {}
-    with tempfile.TemporaryDirectory() as work:
-        files = converted_files(folder, task.formats, Path(work), lambda: convert.batches(sample[0]))
-    runners: dict[str, tuple[Runner, Runner]] = {SAVEDMODEL: (savedmodel_runner(folder, "serving_default"),) * 2}
-    for name, content in files.items():  # one runner for single images, one for batches: no resizing
-        file_type = convert.FORMATS[name].file_type
-        runners[name] = (convert.open_runner(content, file_type, "serving_default"),
-                         convert.open_runner(content, file_type, "serving_default"))
+    sizes, runners = converted(folder, task, lambda: convert.batches(sample[0]))
+    one, batch = images[:1], images[:BATCH]  # the batch: fewer than BATCH when the split is limited
     predicted = {}
-    for name, (_, many) in runners.items():
+    for name, (single, many) in runners.items():
         predicted[name] = np.concatenate([many(image=images[start:start + BATCH])["class_id"]
                                           for start in range(0, len(images), BATCH)])
-        size = savedmodel_bytes(folder) if name == SAVEDMODEL else len(files[name])
-        rows.append({**_row(name, size), "metric": float(np.mean(predicted[name] == labels)),
+        rows.append({**_row(name, sizes[name]), "metric": float(np.mean(predicted[name] == labels)),
                      "examples": int(len(labels)),
                      "agreement": float(np.mean(predicted[name] == predicted[SAVEDMODEL]))})
-        one, batch = images[:1], images[:BATCH]
-        calls[name] = (lambda one_run=runners[name][0]: one_run(image=one),
-                       lambda many_run=many: many_run(image=batch))
-    measured = speeds(calls, rounds, per_round)
+        calls[name] = (lambda one_run=single: one_run(image=one), lambda many_run=many: many_run(image=batch))
+    measured = speeds(calls, len(batch), rounds, per_round)
     return {"metric": "accuracy", "rows": [{**row, **measured[row["format"]]} for row in rows]}
 
 
@@ -133,22 +137,17 @@ def measure_language(folder: Path, card: dict, data_dir, rounds: int, per_round:
     ids = np.concatenate([[vocabulary.index(text.EOS)], text.token_ids(ptb.load_lines("test", data_dir), vocabulary)])
     ids = ids.astype(np.int32)[:None if limit is None else limit + 1]
     state_size = int(card["state_size"])
-    with tempfile.TemporaryDirectory() as work:
-        files = converted_files(folder, task.formats, Path(work), list)
-    runners: dict[str, tuple[Runner, Runner]] = {SAVEDMODEL: (savedmodel_runner(folder, "step"),) * 2}
-    for name, content in files.items():
-        runners[name] = (convert.open_runner(content, "tflite", "step"), convert.open_runner(content, "tflite", "step"))
+    sizes, runners = converted(folder, task, list)
     rows, calls, top = [], {}, {}
     tokens = np.zeros(1, np.int32), np.zeros(BATCH, np.int32)
     states = np.zeros((1, state_size), np.float32), np.zeros((BATCH, state_size), np.float32)
     for name, (one, many) in runners.items():
         total, top[name] = step_log_probabilities(one, ids, state_size)
-        size = savedmodel_bytes(folder) if name == SAVEDMODEL else len(files[name])
-        rows.append({**_row(name, size), "metric": float(np.exp(-total / (len(ids) - 1))),
+        rows.append({**_row(name, sizes[name]), "metric": float(np.exp(-total / (len(ids) - 1))),
                      "examples": int(len(ids) - 1), "agreement": float(np.mean(top[name] == top[SAVEDMODEL]))})
         calls[name] = (lambda run=one: run(token_id=tokens[0], state=states[0]),
                        lambda run=many: run(token_id=tokens[1], state=states[1]))
-    measured = speeds(calls, rounds, per_round)
+    measured = speeds(calls, BATCH, rounds, per_round)
     return {"metric": "perplexity", "rows": [{**row, **measured[row["format"]]} for row in rows]}
 
 
@@ -202,8 +201,8 @@ def _met(value: str, ok: bool) -> str:
 
 def _table(results: dict, metric: str) -> list[str]:
     accuracy = metric == "accuracy"
-    heading = ("test accuracy | change (goal: lose <= 0.3 points)" if accuracy
-               else "test perplexity | change (goal: rise <= 2%)")
+    heading = (f"test accuracy | change (goal: lose <= {ACCURACY_LOSS_POINTS} points)" if accuracy
+               else f"test perplexity | change (goal: rise <= {PERPLEXITY_RISE:.0%})")
     lines = [f"| model | format | size | size / float32 (goal <= {SIZE_RATIO}x) | {heading} | "
              f"{'class' if accuracy else 'top-1 next word'} = SavedModel's | p50 ms | p50 / SavedModel | "
              f"p50 / float32 (goal <= {LATENCY_RATIO}x) | batch {BATCH}: examples/s / SavedModel's |",
@@ -232,10 +231,21 @@ def _table(results: dict, metric: str) -> list[str]:
     return lines
 
 
+def machines(results: dict) -> str:
+    """Where the rows were measured: each model's own machine (a partial re-measurement keeps
+    the other models' rows, measured elsewhere perhaps); entries without one, the report's."""
+    where: dict[str, list[str]] = {}
+    for name, entry in results["models"].items():
+        where.setdefault(entry.get("hardware") or results["hardware"]["summary"], []).append(f"`{name}`")
+    if len(where) == 1:
+        return next(iter(where))
+    return "several machines (" + "; ".join(f"{', '.join(names)} on {machine}"
+                                            for machine, names in where.items()) + ")"
+
+
 def tables(results: dict) -> str:
     """The tables the README quotes (between its formats markers)."""
-    hardware = results["hardware"]
-    lines = [f"Measured by `make formats` on {hardware['summary']}; each model's rows in one run "
+    lines = [f"Measured by `make formats` on {machines(results)}; each model's rows in one run "
              f"({', '.join(sorted({entry['measured'][:10] for entry in results['models'].values()}))}). "
              "Ratios compare files run in the same run, formats taking turns; p50 is one example per call, "
              f"throughput {BATCH} per call. Every runtime uses every core. int8 goals: the metric against the "
@@ -263,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-readme", action="store_true", help="also quote the tables in README.md")
     args = parser.parse_args(argv)
     output = Path(args.output)
-    existing = output / "formats.json"
-    results = json.loads(existing.read_text()) if existing.exists() else {"models": {}}
+    results = read_report(output / "formats.json", None if args.markdown_only else {"models": {}},
+                          "--markdown-only renders a measured report: run `make formats DATA_DIR=...` first")
+    if not isinstance(results.get("models"), dict) or not results["models"] and args.markdown_only:
+        raise SystemExit(f"error: {output / 'formats.json'} holds no measured models to render")
     if not args.markdown_only:
         names = args.names or [name for name in registry.list_models() if artifact.is_trained(name)]
         results.update(hardware=cards.hardware_summary(), versions=cards.library_versions())
@@ -275,18 +287,14 @@ def main(argv: list[str] | None = None) -> int:
             write(results, output)  # after each model: a long run keeps what it measured
     write(results, output)
     if args.update_readme:
-        README.write_text(replace_section(README.read_text(), "formats", tables(results)))
+        update_section("formats", tables(results))
     print(markdown(results))
     return 0
 
 
 def write(results: dict, output: Path) -> None:
-    output.mkdir(parents=True, exist_ok=True)
-    for path, body in ((output / "formats.json", json.dumps(results, indent=2) + "\n"),
-                       (output / "formats.md", markdown(results))):
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(body)
-        os.replace(partial, path)
+    files.write_atomically(output / "formats.json", (json.dumps(results, indent=2) + "\n").encode())
+    files.write_atomically(output / "formats.md", markdown(results).encode())
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import numpy
 from training import averaging
 from training.recipes import Recipe
 from zoo.artifact import sha256_file
+from zoo.files import sync_folder, write_atomically
 
 CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
 LOCK_FILE = "training.lock"
@@ -175,32 +176,9 @@ class TimeLimit(keras.callbacks.Callback):
 # Writing files whole, and one training per work folder
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replaces `path` with `data` whole: a kill at any moment leaves the old file or the new one."""
-    incoming = path.with_name(f".{path.name}.incoming")
-    try:
-        with open(incoming, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(incoming, path)
-    finally:
-        incoming.unlink(missing_ok=True)
-    _sync_folder(path.parent)
-
-
 def _sync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    """Makes renames in `folder` survive a power cut."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 _HELD_LOCKS: set[Path] = set()
@@ -466,8 +444,8 @@ class Restore(keras.callbacks.Callback):
             if self.state.uncommitted_weights:
                 weights.unlink(missing_ok=True)
             if self.state.drop_log_rows:
-                atomic_write(self.work_dir / LOG_FILE, _log_text(self.state.header, self.state.rows)
-                             if self.state.rows else b"")
+                write_atomically(self.work_dir / LOG_FILE, _log_text(self.state.header, self.state.rows)
+                                 if self.state.rows else b"")
         except OSError as error:
             raise CheckpointError(f"could not repair {self.work_dir}: {error}; fix permissions or free space, "
                                   "then rerun") from error
@@ -522,7 +500,7 @@ class Commit(keras.callbacks.Callback):
                                   f"was the run resumed with other code? Delete {self.work_dir} to start over")
         self.rows.append([str(epoch), *(str(float(logs[key])) for key in self.header[1:])])
         try:
-            atomic_write(log_path, _log_text(self.header, self.rows))
+            write_atomically(log_path, _log_text(self.header, self.rows))
             self._commit_backup(epoch + 1)
         except OSError as error:  # disk full, permissions: what was committed before stays intact
             raise CheckpointError(f"could not write checkpoints or logs in {self.work_dir}: {error}; free "
@@ -544,7 +522,7 @@ class Commit(keras.callbacks.Callback):
         # metadata's sha256 no longer matches and the resume refuses instead of mixing two epochs.
         os.replace(incoming_weights, backup / WEIGHTS_FILE)
         os.replace(incoming_metadata, backup / METADATA_FILE)
-        _sync_folder(backup)
+        sync_folder(backup)
 
 
 def fit(model: keras.Model, recipe: Recipe, train_data, validation_data, work_dir: Path,
@@ -605,7 +583,7 @@ def check_resumable(recipe: Recipe, work_dir: Path) -> None:
             raise ValueError(f"{work_dir} holds an interrupted run with another recipe ({details}); "
                              "rerun with the same settings to resume it, or delete the folder to start over")
     try:
-        atomic_write(path, (json.dumps(current, indent=2) + "\n").encode())
+        write_atomically(path, (json.dumps(current, indent=2) + "\n").encode())
     except OSError as error:
         raise CheckpointError(f"could not write {path}: {error}; fix permissions or free space, then rerun") from error
 

@@ -17,7 +17,7 @@ import keras
 from training import REPO_ROOT, cards, loop, tasks
 from training.recipes import resolve
 from training.train import EXPECTED_ERRORS, report_error
-from zoo import artifact, registry
+from zoo import artifact, files, registry
 
 REPORT_DIR = REPO_ROOT / "reports" / "time_to_accuracy"
 
@@ -60,11 +60,12 @@ def run(name: str, minutes: float | None = None, data_dir=None, report_dir: Path
         metrics = tasks.FIT_AND_MEASURE[spec.task](spec, recipe, data_dir, work_dir, verbose)
         report_dir.mkdir(parents=True, exist_ok=True)
         log_path = report_dir / f"{name}_paper_schedule.csv"
-        loop.atomic_write(log_path, (work_dir / loop.LOG_FILE).read_bytes())
+        files.write_atomically(log_path, (work_dir / loop.LOG_FILE).read_bytes())
         summary = {"name": name, "minutes_budget": minutes, "recipe": PAPER_SCHEDULES[name],
                    "final_metrics": metrics, "hardware": cards.hardware_summary(), "created": cards.utc_now(),
                    "command": f"make paper-{name}"}
-        loop.atomic_write(log_path.with_suffix(".json"), (json.dumps(summary, indent=2, default=list) + "\n").encode())
+        files.write_atomically(log_path.with_suffix(".json"),
+                               (json.dumps(summary, indent=2, default=list) + "\n").encode())
         loop.clear_checkpoints(work_dir)
     return log_path
 

@@ -1,11 +1,14 @@
 """python -m training.readme: the README's model table, from the registry and the committed cards
-(`make readme-table`); the bench renders its own sections with `replace_section`."""
+(`make readme-table`); the bench and `make formats` render their own sections (`update_section`)
+from the reports they read with `read_report`."""
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 from training import REPO_ROOT
-from zoo import artifact, registry
+from zoo import artifact, files, registry
 from zoo.cli import metric_text
 
 README = REPO_ROOT / "README.md"
@@ -39,14 +42,32 @@ def replace_section(text: str, section: str, body: str) -> str:
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
+def update_section(section: str, body: str, readme: Path = README) -> None:
+    """Replace the README's `section` with `body`, the file written whole (zoo.files)."""
+    files.write_atomically(readme, replace_section(readme.read_text(), section, body).encode())
+
+
+def read_report(path: Path, if_missing: dict | None = None, hint: str = "") -> dict:
+    """The JSON object a report holds; `if_missing` when there is no file (None: refused). A
+    refused, unreadable or malformed report is a SystemExit with one line (and `hint`)."""
+    if if_missing is not None and not path.exists():
+        return if_missing
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:  # missing or unreadable; JSONDecodeError, bad UTF-8
+        reason = "does not exist" if isinstance(error, FileNotFoundError) else f"is unreadable ({error})"
+        raise SystemExit(f"error: {path} {reason}{'; ' + hint if hint else ''}") from None
+    if not isinstance(results, dict):
+        raise SystemExit(f"error: {path}: expected a JSON object, got {type(results).__name__}")
+    return results
+
+
 def readme_with_table(text: str) -> str:
     return replace_section(text, "model-table", markdown_table())
 
 
-
-
 def main() -> int:
-    README.write_text(readme_with_table(README.read_text()))
+    update_section("model-table", markdown_table())
     print(f"updated the model table in {README}")
     return 0
 

@@ -19,7 +19,8 @@ def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bo
     regular files, the required ones present), the card is checked (a name loaded by registry
     name must be that entry's), and saved_model.pb's operations are checked against the zoo's
     allowlist (zoo.artifact.ALLOWED_OPS), since loading a SavedModel runs its graph; trust=True
-    skips only that last check, for a folder whose origin you trust.
+    skips only that last check (here and before converting for runtime=), for a folder whose
+    origin you trust.
 
     runtime="onnxruntime" or "litert" (image models) runs `predict` on an ONNX or TFLite
     conversion of the artifact, made on first use and cached (zoo.convert.converted_dir), checked
@@ -56,7 +57,7 @@ def load(name_or_path: str | os.PathLike, runtime: str = "tensorflow", trust: bo
         raise artifact.ArtifactError(f"{path}: a {task.name} artifact needs the signatures {list(task.signatures)}; "
                                      f"{missing} missing (its card's task {task.name!r} does not match its graph)")
     model = task.predictor(saved_model, card, path)
-    return model if runtime == "tensorflow" else convert.use_runtime(model, runtime, precision)
+    return model if runtime == "tensorflow" else convert.use_runtime(model, runtime, precision, trust)
 
 
 def get_model(name: str, pretrained: bool = False, version: int | None = None):

@@ -137,6 +137,11 @@ def manifest_digest(root: str | os.PathLike) -> str:
     return sha256_file(Path(root) / MANIFEST_NAME)
 
 
+def sha256_bytes(data: bytes) -> str:
+    """sha256 of bytes already read: what is checked is what is then used."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -3,7 +3,6 @@ Serving's layout (`make export-serving`)."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -14,26 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from zoo import artifact, hub, registry
+from zoo.files import write_atomically
 
 SAVED_MODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
 
 def trained_models() -> list[str]:
     return [name for name in registry.list_models() if artifact.is_trained(name)]
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `path` whole or not at all (a temporary file beside it, renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def current_pins() -> dict[str, dict[str, str]]:
@@ -82,7 +68,7 @@ def index_entry(name: str, folder: Path, archive_name: str, data: bytes) -> dict
     spec = registry.get(name)
     metric = card["metrics"][spec.metric_key]
     return {"name": name, "version": artifact.card_version(card), "archive": archive_name,
-            "sha256": hashlib.sha256(data).hexdigest(), "manifest_sha256": artifact.manifest_digest(folder),
+            "sha256": artifact.sha256_bytes(data), "manifest_sha256": artifact.manifest_digest(folder),
             "size": len(data), "metric": {"name": spec.metric_key, "value": metric["value"],
                                           "split": metric.get("split"), "examples": metric.get("examples")}}
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from training.bench.measure import language_figures, run, time_to_accuracy
 from training.bench.render import REPORTS, markdown, write_reports
 from training.bench.serving import serving_figures
+from training.readme import read_report
 
 
 def main() -> int:
@@ -26,7 +26,7 @@ def main() -> int:
                         help="also quote the tables in README.md (between the bench markers)")
     args = parser.parse_args()
     if args.markdown_only or args.language_only or args.serving_only or args.time_to_accuracy_only:
-        results = json.loads((Path(args.output) / "bench.json").read_text())
+        results = read_report(Path(args.output) / "bench.json", hint="run `make bench` first")
         if args.language_only:
             results.update(language_figures())
         if args.time_to_accuracy_only:

@@ -26,8 +26,9 @@ from torch import nn
 from training import cards
 from training.bench.measure import image_train_step, language_train_step
 from training.bench.render import REPORTS, markdown, write_reports
+from training.readme import read_report
 from training.recipes import Recipe, resolve
-from zoo import registry
+from zoo import convert, registry
 from zoo.models.cnn import CNNConfig
 from zoo.models.language import LanguageModelConfig
 from zoo.models.resnet import ResNetConfig
@@ -270,7 +271,7 @@ def compare(name: str, steps: int, rounds: int) -> dict:
 
 def tensorflow_threads() -> int:
     """TensorFlow's intra-op thread count (its default, 0, means one per available core)."""
-    return tf.config.threading.get_intra_op_parallelism_threads() or len(os.sched_getaffinity(0))
+    return tf.config.threading.get_intra_op_parallelism_threads() or convert.available_cores()
 
 
 def peer_figures(quick: bool, models: tuple[str, ...] = MODELS) -> dict:
@@ -296,7 +297,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     args = parser.parse_args()
     path = Path(args.output) / "bench.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
+    results = read_report(path, {})
     if not results.get("training"):
         raise SystemExit(f"{path} holds no `make bench` figures to add the peers to; run `make bench` first")
     results.update(peer_figures(args.quick, tuple(args.models)))

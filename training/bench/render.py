@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from training import REPO_ROOT
-from training.readme import replace_section
+from training.readme import update_section
+from zoo import files
 
 REPORTS = REPO_ROOT / "reports"
 # The serving goal: at the most clients, batched throughput at least this many times unbatched.
@@ -221,10 +222,9 @@ def tables(results: dict) -> str:
 
 
 def write_reports(results: dict, output: Path, update_readme: bool) -> None:
-    """bench.json and bench.md into `output`; with update_readme, the tables into README.md."""
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output / "bench.md").write_text(markdown(results))
+    """bench.json and bench.md into `output`; with update_readme, the tables into README.md;
+    each file written whole."""
+    files.write_atomically(output / "bench.json", (json.dumps(results, indent=2) + "\n").encode())
+    files.write_atomically(output / "bench.md", markdown(results).encode())
     if update_readme:
-        readme = REPO_ROOT / "README.md"
-        readme.write_text(replace_section(readme.read_text(), "bench", tables(results)))
+        update_section("bench", tables(results))

@@ -23,12 +23,13 @@ class _WeightDrop(keras.layers.RNN):
     """Put before a keras RNN layer whose cell has a `recurrent_kernel` [H, G*H] (LSTM, GRU,
     SimpleRNN) in the bases: its call runs theirs with the recurrent kernel dropped."""
 
-    def _init_weight_drop(self, weight_drop: float, seed: int | None) -> None:
+    def __init__(self, units, weight_drop: float = 0.0, weight_drop_seed: int | None = None, **kwargs):
+        super().__init__(units, **kwargs)  # the keras layer after this class in the bases
         if not 0.0 <= weight_drop < 1.0:
             raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop!r}")
         self.weight_drop = weight_drop
-        self.weight_drop_seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.weight_drop_seed = weight_drop_seed
+        self.seed_generator = keras.random.SeedGenerator(weight_drop_seed)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         if not training or not self.weight_drop:
@@ -51,23 +52,17 @@ class _WeightDrop(keras.layers.RNN):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class WeightDropLSTM(_WeightDrop, keras.layers.LSTM):
-    def __init__(self, units, weight_drop: float = 0.0, weight_drop_seed: int | None = None, **kwargs):
-        super().__init__(units, **kwargs)
-        self._init_weight_drop(weight_drop, weight_drop_seed)
+    """keras.layers.LSTM with DropConnect on its recurrent kernel in training."""
 
 
 @keras.saving.register_keras_serializable(package="zoo")
 class WeightDropGRU(_WeightDrop, keras.layers.GRU):
-    def __init__(self, units, weight_drop: float = 0.0, weight_drop_seed: int | None = None, **kwargs):
-        super().__init__(units, **kwargs)
-        self._init_weight_drop(weight_drop, weight_drop_seed)
+    """keras.layers.GRU with DropConnect on its recurrent kernel in training."""
 
 
 @keras.saving.register_keras_serializable(package="zoo")
 class WeightDropSimpleRNN(_WeightDrop, keras.layers.SimpleRNN):
-    def __init__(self, units, weight_drop: float = 0.0, weight_drop_seed: int | None = None, **kwargs):
-        super().__init__(units, **kwargs)
-        self._init_weight_drop(weight_drop, weight_drop_seed)
+    """keras.layers.SimpleRNN with DropConnect on its recurrent kernel in training."""
 
 
 WEIGHT_DROP_LAYERS = {"lstm": WeightDropLSTM, "gru": WeightDropGRU, "rnn": WeightDropSimpleRNN}
