@@ -368,7 +368,9 @@ def test_history(name: str) -> tuple[dict, str, str]:
     from before the `validation` setting did), else one row from the final figure."""
     card = artifact.committed_card(name)
     spec = registry.get(name)
-    if card and training_tasks.EPOCH_VALIDATION_SPLIT[spec.task](card["recipe"]) == "test":
+    if not card:
+        return {}, spec.metric_key, "not trained yet"
+    if training_tasks.EPOCH_VALIDATION_SPLIT[spec.task](card["recipe"]) == "test":
         return card["training"]["history"], f"val_{spec.metric}", "test split read each epoch"
     return final_history(name), spec.metric_key, "test split read once, after training"
 
