@@ -31,20 +31,29 @@ VARIANT_NAME = re.compile(r"^[a-z0-9_]+$")
 # that make it hold one out (image models: the last 5,000 training images; PTB has its own split).
 VALIDATION_METRICS = {"language": "validation_perplexity", "image": "validation_accuracy"}
 VALIDATION_SETTINGS: dict[str, dict[str, Any]] = {"image": {"validation": "holdout"}}
+# split="test" (training.repeat: the final recipe again with another seed): all the training data,
+# the test split read once, after training.
+TEST_METRICS = {"image": "test_accuracy"}
+TEST_SETTINGS: dict[str, dict[str, Any]] = {"image": {"validation": "none"}}
 
 
 def run(name: str, variant: str, config: dict[str, Any], overrides: dict[str, Any], data_dir=None,
-        report_dir: Path = REPORT_DIR, work_dir: Path | None = None, verbose="auto") -> Path:
-    """Train variant `variant` of `name`; returns the variant's JSON in report_dir/name/."""
+        report_dir: Path = REPORT_DIR, work_dir: Path | None = None, verbose="auto", split: str = "validation",
+        command_line: str | None = None) -> Path:
+    """Train variant `variant` of `name`; returns the variant's JSON in report_dir/name/. Measured on
+    the validation split (the table of variants goes to report_dir/name.md), or with split="test"
+    on the test split, once, after training on all the training data (training.repeat)."""
     if not VARIANT_NAME.match(variant):
         raise ValueError(f"a variant name is lower-case letters, digits and _, got {variant!r}")
+    metrics_of, settings_of = {"validation": (VALIDATION_METRICS, VALIDATION_SETTINGS),
+                               "test": (TEST_METRICS, TEST_SETTINGS)}[split]
     spec = registry.get(name)
-    if spec.task not in VALIDATION_METRICS:
-        raise ValueError(f"{name} is a {spec.task} model; ablations measure on a validation split, which "
-                         f"the {spec.task} trainer does not hold out yet (known: {sorted(VALIDATION_METRICS)})")
+    if spec.task not in metrics_of:
+        raise ValueError(f"{name} is a {spec.task} model; these runs measure on the {split} split, which the "
+                         f"{spec.task} trainer does not report without exporting (known: {sorted(metrics_of)})")
     spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, **config))
     spec.build()  # a bad architecture setting fails here, before any data
-    recipe = resolve(spec, {**overrides, **VALIDATION_SETTINGS.get(spec.task, {})})
+    recipe = resolve(spec, {**overrides, **settings_of.get(spec.task, {})})
     keras.utils.set_random_seed(recipe.seed)
     work_dir = Path(work_dir or loop.CHECKPOINT_ROOT / f"{name}_ablation_{variant}")
     started = time.perf_counter()
@@ -52,15 +61,15 @@ def run(name: str, variant: str, config: dict[str, Any], overrides: dict[str, An
         metrics = tasks.FIT_AND_MEASURE[spec.task](spec, recipe, data_dir, work_dir, verbose)
         history = loop.read_history(work_dir / loop.LOG_FILE)
         result = {"name": name, "variant": variant, "config_overrides": config, "recipe_overrides": overrides,
-                  "metric": VALIDATION_METRICS[spec.task],
-                  "value": metrics[VALIDATION_METRICS[spec.task]]["value"], "metrics": metrics,
+                  "metric": metrics_of[spec.task], "value": metrics[metrics_of[spec.task]]["value"], "metrics": metrics,
                   "epochs": len(history.get("epoch", [])), "minutes": (time.perf_counter() - started) / 60,
                   "hardware": cards.hardware_summary()["summary"], "created": cards.utc_now(),
-                  "command": command(name, variant, config, overrides)}
+                  "command": command_line or command(name, variant, config, overrides)}
         path = report_dir / name / f"{variant}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         files.write_atomically(path, (json.dumps(result, indent=2, default=list) + "\n").encode())
-        files.write_atomically(report_dir / f"{name}.md", markdown(name, report_dir).encode())
+        if split == "validation":
+            files.write_atomically(report_dir / f"{name}.md", markdown(name, report_dir).encode())
         loop.clear_checkpoints(work_dir)
     return path
 

@@ -1,0 +1,36 @@
+"""training.repeat: the registered recipe with other seeds on the test split (read once, after
+training), beside the committed artifact's figure; the training itself is faked here."""
+import json
+
+import pytest
+
+from training import loop, repeat, tasks
+from zoo import artifact, files
+
+
+def test_seeds_are_trained_on_all_data_and_summarised_with_the_committed_figure(monkeypatch, tmp_path):
+    seen = []
+
+    def fit_and_measure(spec, recipe, data_dir, work_dir, verbose):
+        seen.append(recipe)
+        files.write_atomically(work_dir / loop.LOG_FILE, b"epoch,loss,elapsed_seconds\n0,2.0,60.0\n")
+        return {"test_accuracy": {"value": 0.938 + recipe.seed / 1000, "split": "test", "examples": 10000}}
+
+    monkeypatch.setattr(tasks, "FIT_AND_MEASURE", {**tasks.FIT_AND_MEASURE, "image": fit_and_measure})
+    card = {"recipe": {"seed": 0}, "metrics": {"test_accuracy": {"value": 0.9417}}}
+    monkeypatch.setattr(artifact, "committed_card", lambda name: card)
+    with pytest.raises(ValueError, match="seed 0 is the committed artifact's"):
+        repeat.run("airbench_cifar10", [0, 1], report_dir=tmp_path, work_root=tmp_path / "w")
+    path = repeat.run("airbench_cifar10", [1, 2], report_dir=tmp_path, work_root=tmp_path / "w")
+    assert [(recipe.seed, recipe.validation) for recipe in seen] == [(1, "none"), (2, "none")]  # all 50,000
+    result = json.loads((tmp_path / "airbench_cifar10" / "seed2.json").read_text())
+    assert result["metric"] == "test_accuracy" and result["value"] == 0.94
+    assert result["command"] == "python -m training.repeat airbench_cifar10 --seeds 2"
+    text = path.read_text()
+    assert "| 0 | 0.9417 |" in text and "| 1 | 0.9390 |" in text and "| 2 | 0.9400 |" in text
+    assert "Mean 0.9402, standard deviation 0.0014 (sample, n = 3)." in text
+
+
+def test_language_models_are_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="measure on the test split, which the language trainer"):
+        repeat.run("lstm_ptb", [1], report_dir=tmp_path, work_root=tmp_path / "w")

@@ -1,0 +1,77 @@
+"""python -m training.repeat NAME --seeds 1 2 [--data-dir DIR]: the registered recipe again with
+other seeds, each on all the training data with the test split read once, after training (nothing
+exported): the spread of the committed artifact's figure. Each seed is a timed run (one at a time);
+its result goes to reports/repeats/NAME/seedK.json, and reports/repeats/NAME.md gives every seed's
+figure with the committed artifact's (its card's seed), their mean and standard deviation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from training import REPO_ROOT, ablation, loop
+from training.train import EXPECTED_ERRORS, report_error
+from zoo import artifact, files, registry
+
+REPORT_DIR = REPO_ROOT / "reports" / "repeats"
+
+
+def run(name: str, seeds: list[int], data_dir=None, report_dir: Path = REPORT_DIR, work_root: Path | None = None,
+        verbose="auto") -> Path:
+    """Train `name` once per seed; returns report_dir/NAME.md."""
+    committed = artifact.committed_card(name)
+    committed_seed = committed["recipe"]["seed"] if committed else None
+    if committed_seed in seeds:
+        raise ValueError(f"seed {committed_seed} is the committed artifact's; repeat other seeds, got {seeds}")
+    for seed in seeds:
+        ablation.run(name, f"seed{seed}", {}, {"seed": seed}, data_dir, report_dir,
+                     (work_root or loop.CHECKPOINT_ROOT) / f"{name}_repeat_seed{seed}", verbose, split="test",
+                     command_line=f"python -m training.repeat {name} --seeds {seed}")
+        files.write_atomically(report_dir / f"{name}.md", markdown(name, report_dir).encode())
+    return report_dir / f"{name}.md"
+
+
+def figures(name: str, report_dir: Path = REPORT_DIR) -> dict[int, float]:
+    """seed -> test metric: the committed artifact's and every repeat's."""
+    spec = registry.get(name)
+    card = artifact.committed_card(name)
+    found = {card["recipe"]["seed"]: artifact.card_value(spec, card)} if card else {}
+    for path in sorted((report_dir / name).glob("seed*.json")):
+        result = json.loads(path.read_text())
+        found[int(result["recipe_overrides"]["seed"])] = float(result["value"])
+    return found
+
+
+def markdown(name: str, report_dir: Path = REPORT_DIR) -> str:
+    spec = registry.get(name)
+    found = figures(name, report_dir)
+    lines = [f"# Repeats: {name}\n", "The registered recipe with other seeds (`python -m training.repeat`), each "
+             "trained on all the training data with the test split read once, after training; the committed "
+             "artifact's figure is its card's.\n", f"| seed | test {spec.metric} |", "|---|---|"]
+    lines += [f"| {seed} | {value:.4f} |" for seed, value in sorted(found.items())]
+    if len(found) > 1:
+        values = list(found.values())
+        lines.append(f"\nMean {statistics.mean(values):.4f}, standard deviation {statistics.stdev(values):.4f} "
+                     f"(sample, n = {len(values)}).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=registry.list_models())
+    parser.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds other than the card's")
+    parser.add_argument("--data-dir", help="raw-data directory (default: $ZOO_DATA_DIR, else download)")
+    args = parser.parse_args(argv)
+    try:
+        path = run(args.name, args.seeds, args.data_dir, verbose=1 if sys.stdout.isatty() else 2)
+    except EXPECTED_ERRORS as error:
+        return report_error(error)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
