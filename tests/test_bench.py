@@ -135,3 +135,27 @@ def test_new_models_are_timed_to_their_bar_and_their_predecessors_figure(monkeyp
     assert once == {"status": "reached", "epoch": 3, "minutes": 3.0, "value": 0.9972}
     cards["allconv_mnist"]["metrics"]["test_accuracy"]["value"] = 0.9968
     assert list(measure.time_to_accuracy().values())[0]["status"] == "not reached"
+
+
+def test_the_mixed_precision_table_shows_each_models_speed_up():
+    results = _results(fraction=0.7, pipeline_ratio=6.0, speedup=12.0, ratio=1.1)
+    results["precision"] = {"hardware": "test machine", "created": "now", "load_average": 0.5, "models": {
+        "resnet20_cifar10": {"float32": 300.0, "mixed_bfloat16": 450.0, "speedup": 1.5, "rounds": 3, "unit": "images"},
+        "lstm_ptb": {"float32": 4000.0, "mixed_bfloat16": 4400.0, "speedup": 1.1, "rounds": 3, "unit": "tokens"}}}
+    text = markdown(results)
+    assert "## Mixed precision (bfloat16) training" in text
+    assert "| `resnet20_cifar10` | 300 images | 450 images | 1.50x |" in text
+    assert "| `lstm_ptb` | 4000 tokens | 4400 tokens | 1.10x |" in text
+    assert "## Mixed precision" not in markdown(_results(fraction=0.7, pipeline_ratio=6.0, speedup=12.0, ratio=1.1))
+
+
+@pytest.mark.slow
+def test_precision_speedups_time_both_precisions_of_each_model(monkeypatch):
+    from training.bench import measure
+    monkeypatch.setattr(measure, "PRECISION_COMPARED", ("cnn_mnist", "lstm_ptb"))
+    results = measure.precision_speedups(steps=1, rounds=1)
+    for name in ("cnn_mnist", "lstm_ptb"):
+        entry = results["models"][name]
+        assert entry["float32"] > 0 and entry["mixed_bfloat16"] > 0
+        assert entry["speedup"] == pytest.approx(entry["mixed_bfloat16"] / entry["float32"])
+    assert results["models"]["lstm_ptb"]["unit"] == "tokens"

@@ -4,6 +4,8 @@ import dataclasses
 import json
 import math
 
+import h5py
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -446,3 +448,23 @@ def test_weights_file_round_trip_keeps_every_weight(tie, tmp_path):
     restored.load_weights(tmp_path / "model.weights.h5")
     for saved, loaded in zip(model.get_weights(), restored.get_weights()):
         np.testing.assert_array_equal(saved, loaded)
+
+
+def test_mixed_precision_trains_in_bfloat16_and_exports_float32(tmp_path, monkeypatch):
+    from training import language_task
+    spec = tiny_spec("lstm", tie=True, layers=1)
+    recipe = dataclasses.replace(resolve(spec), epochs=1, batch_size=4, sequence_length=5, precision="mixed_bfloat16")
+    twins = []
+    real_twin = language_task.compiled_twin
+    monkeypatch.setattr(language_task, "compiled_twin", lambda *a: twins.append(real_twin(*a)) or twins[-1])
+    path = language_task.train_on_lines(spec, recipe, FIXTURE, tmp_path / "lstm_ptb", tmp_path / "work", verbose=0)
+    assert twins[0].get_layer("lstm_1").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # the policy is restored after building
+    dtypes = set()
+    with h5py.File(path / "model.weights.h5") as weights:
+        weights.visititems(lambda name, item: dtypes.add(str(item.dtype)) if isinstance(item, h5py.Dataset) else None)
+    assert dtypes == {"float32"}
+    card = json.loads((path / "model_card.json").read_text())
+    assert card["recipe"]["precision"] == "mixed_bfloat16"
+    assert zoo.load(path).perplexity("\n".join(FIXTURE["test"])) == pytest.approx(
+        card["metrics"]["test_perplexity"]["value"], rel=1e-5)

@@ -156,10 +156,11 @@ def test_builder_argument_errors():
         mlp.build_mlp(mlp.MLPConfig(dropout=1.0))
 
 
-def _bn_pair():
+def _bn_pair(dtype=None):
     """zoo's fused BatchNormalization and Keras' own, built alike with the same random variables."""
     rng = np.random.default_rng(0)
-    layers = (common.BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9))
+    layers = (common.BatchNormalization(momentum=0.9, dtype=dtype),
+              keras.layers.BatchNormalization(momentum=0.9, dtype=dtype))
     for layer in layers:
         layer.build((4, 5, 5, 3))
     for variable in zip(*(layer.weights for layer in layers)):
@@ -187,12 +188,14 @@ def test_fused_batch_norm_matches_keras_in_training_and_inference():
         np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
 
 
-def test_fused_batch_norm_runs_the_fused_kernel_when_training():
-    layer = common.BatchNormalization()
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_runs_the_fused_kernel_when_training(dtype):
+    layer = common.BatchNormalization(dtype=dtype)
     layer.build((2, 4, 4, 3))
     graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(
         tf.TensorSpec((2, 4, 4, 3), tf.float32)).graph
-    assert any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())
+    fused = [op for op in graph.get_operations() if op.type.startswith("FusedBatchNorm")]
+    assert fused and fused[0].get_attr("T") == (tf.bfloat16 if dtype == "mixed_bfloat16" else tf.float32)
 
 
 def test_allconv_downsamples_by_strided_convs_not_pooling():
@@ -207,3 +210,13 @@ def test_allconv_downsamples_by_strided_convs_not_pooling():
 def test_allconv_rejects_an_input_too_small_for_its_stages():
     with pytest.raises(ValueError, match=r"input_shape \(12, 12, 1\) is too small for 2 stages"):
         allconv.build_allconv_mnist(allconv.AllConvConfig(input_shape=(12, 12, 1)))
+
+
+def test_fused_batch_norm_takes_bfloat16_under_mixed_precision():
+    fused, reference = _bn_pair("mixed_bfloat16")
+    inputs = tf.constant(np.random.default_rng(2).normal(2.0, 3.0, (4, 5, 5, 3)), tf.bfloat16)
+    outputs = [layer(inputs, training=True) for layer in (fused, reference)]
+    assert outputs[0].dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(outputs[0], tf.float32), tf.cast(outputs[1], tf.float32), atol=0.05)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), reference.moving_variance.numpy(), rtol=0.02)
+    assert fused.moving_mean.dtype == "float32"  # statistics stay float32

@@ -184,3 +184,23 @@ def test_completed_epochs_counts_the_interrupted_runs_committed_epochs(tmp_path)
     (tmp_path / "log.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n")
     with pytest.raises(loop.CheckpointError, match="records 3 epochs"):
         loop.completed_epochs(tmp_path)
+
+
+def test_mixed_precision_image_training_exports_a_float32_model(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from training import image_task
+    from zoo.models import cnn
+    trained = []
+    compile_model = image_task.compile_image_model
+    monkeypatch.setattr(image_task, "compile_image_model", lambda model, *a: trained.append(model) or compile_model(
+        model, *a))
+    spec = dataclasses.replace(registry.get("cnn_mnist"), config=cnn.CNNConfig(filters=(4, 8), dense_units=8))
+    recipe = resolve(spec, {"epochs": 1, "batch_size": 32, "precision": "mixed_bfloat16"})
+    with tfds.testing.mock_data(num_examples=64):
+        model, measured, history, _ = image_task.train_image_model(spec, recipe, None, tmp_path, None, 0)
+    assert np.isfinite(history["loss"]).all() and 0.0 <= measured["test_accuracy"]["value"] <= 1.0
+    assert trained[0].get_layer("stage0_conv0").compute_dtype == "bfloat16"
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}  # the exported model
+    assert {weight.dtype for weight in model.weights} == {"float32"}
+    assert keras.config.dtype_policy().name == "float32"

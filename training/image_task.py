@@ -49,7 +49,8 @@ def fit_and_measure(spec: ModelSpec, recipe: Recipe, data_dir, work_dir: Path, v
 
 def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, verbose):
     """(the model to export, its metrics, the history, the training compute). A model whose config
-    has test-time augmentation (tta_level) trains without it; the exported one, with it, gets the weights."""
+    has test-time augmentation (tta_level) trains without it, and a mixed-precision recipe trains in
+    bfloat16; the exported model, float32 with its views, gets the weights."""
     if strategy is not None and recipe.optimizer == "perceptron":
         # Its update rule assigns to the weights inside train_step, which the replicated and
         # multi-worker paths bypass (they apply gradients of a loss).
@@ -79,7 +80,7 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
     train_data = train_data.map(one_hot)
     validation_data = image_pipeline(validation_raw, EVAL_BATCH, False)
     tta_level = getattr(spec.config, "tta_level", 0)
-    with (strategy or tf.distribute.get_strategy()).scope():
+    with (strategy or tf.distribute.get_strategy()).scope(), loop.precision(recipe.precision):
         model = spec.build(dataclasses.replace(spec.config, tta_level=0) if tta_level else spec.config)
         compile_image_model(model, recipe, steps)
     if completed == 0 and airbench.whitening_layers(model):
@@ -98,7 +99,7 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
         history = loop.fit(model, recipe, train_data, validation, work_dir, steps_per_epoch=steps_per_epoch,
                            verbose=verbose, callbacks=_callbacks(recipe, steps))
     trained, final = model, model
-    if tta_level:
+    if tta_level or recipe.precision != "float32":  # the exported model: float32, with its views
         final = spec.build()
         final.set_weights(model.get_weights())
 

@@ -109,7 +109,8 @@ def fit_language_model(spec, recipe: Recipe, lines, vocabulary: list[str], work_
 
 def compiled_twin(spec, recipe: Recipe, steps_per_epoch: int) -> keras.Model:
     """The stateful training twin of `spec`, compiled with the recipe's optimizer."""
-    twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)
+    with loop.precision(recipe.precision):
+        twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)
     twin.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch),
                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return twin

@@ -92,6 +92,17 @@ class Triangular(keras.optimizers.schedules.LearningRateSchedule):
                 "start": self.start, "end": self.end}
 
 
+@contextlib.contextmanager
+def precision(policy: str) -> Iterator[None]:
+    """Layers built inside compute under Keras dtype policy `policy` (recipe.precision)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     rate = learning_rate_schedule(recipe, steps_per_epoch)
     options: dict = {"global_clipnorm": recipe.gradient_clip_norm} if recipe.gradient_clip_norm else {}

@@ -47,6 +47,9 @@ class Recipe:
     # after training; holdout (python -m training.ablation sets it): trains on all but the last
     # HOLDOUT_EXAMPLES training images and measures on those; the test split is never read.
     validation: str = "test"
+    # mixed_bfloat16: the training model computes in bfloat16 with float32 weights (Keras' mixed
+    # precision; CPUs with AVX512_BF16 or AMX run it faster); the exported model is float32.
+    precision: str = "float32"
     gradient_clip_norm: float | None = None
     sequence_length: int = 35  # language models: truncated-BPTT window, in tokens
     seed: int = 0
@@ -95,7 +98,7 @@ class Recipe:
 
 CHOICES = {"optimizer": ("adamw", "sgd", "perceptron"), "schedule": ("constant", "cosine", "steps", "triangular"),
            "augment": AUGMENTATIONS + EPOCH_AUGMENTATIONS, "averaging": ("none", "nt_asgd"),
-           "validation": ("test", "none", "holdout")}
+           "validation": ("test", "none", "holdout"), "precision": ("float32", "mixed_bfloat16")}
 HOLDOUT_EXAMPLES = 5000  # validation="holdout": the last this many training examples
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.bench.measure import language_figures, run, time_to_accuracy
+from training.bench.measure import language_figures, precision_speedups, run, time_to_accuracy
 from training.bench.render import REPORTS, markdown, write_reports
 from training.bench.serving import serving_figures
 from training.readme import read_report
@@ -18,6 +18,8 @@ def main() -> int:
     parser.add_argument("--markdown-only", action="store_true", help="rewrite bench.md from bench.json")
     parser.add_argument("--language-only", action="store_true",
                         help="rerun only the generation figures into bench.json")
+    parser.add_argument("--precision-only", action="store_true",
+                        help="rerun only the mixed-precision (bfloat16) training speed-ups into bench.json")
     parser.add_argument("--time-to-accuracy-only", action="store_true",
                         help="recompute only the time-to-accuracy table (from the cards; no timing)")
     parser.add_argument("--serving-only", action="store_true",
@@ -25,10 +27,14 @@ def main() -> int:
     parser.add_argument("--update-readme", action="store_true",
                         help="also quote the tables in README.md (between the bench markers)")
     args = parser.parse_args()
-    if args.markdown_only or args.language_only or args.serving_only or args.time_to_accuracy_only:
+    partial = (args.markdown_only, args.language_only, args.serving_only, args.time_to_accuracy_only,
+               args.precision_only)
+    if any(partial):
         results = read_report(Path(args.output) / "bench.json", hint="run `make bench` first")
         if args.language_only:
             results.update(language_figures())
+        if args.precision_only:
+            results["precision"] = precision_speedups(*((3, 1) if args.quick else (20, 3)))
         if args.time_to_accuracy_only:
             results["time_to_accuracy"] = time_to_accuracy()
         if args.serving_only:

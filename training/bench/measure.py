@@ -114,10 +114,10 @@ def language_training_throughput(spec, steps: int, rounds: int = 3) -> dict:
     return {**entry, "unit": "tokens", "batch_size": resolve(spec).batch_size}
 
 
-def language_train_step(spec) -> tuple[Callable[[], Any], int]:
+def language_train_step(spec, precision: str = "float32") -> tuple[Callable[[], Any], int]:
     """(one train step of the stateful training twin on a fixed window of random token ids
     [batch, sequence_length], already traced; tokens per step)."""
-    recipe = resolve(spec)
+    recipe = resolve(spec, {"precision": precision})
     twin = compiled_twin(spec, recipe, steps_per_epoch=100)
     shape = (recipe.batch_size, recipe.sequence_length)
     rng = np.random.default_rng(0)
@@ -283,6 +283,37 @@ def _convolutions_alone(model: keras.Model) -> keras.Model:
     return keras.Model(image, scores, name=f"{model.name}_convolutions")
 
 
+def image_train_step_at(spec, precision: str) -> tuple[Callable[[], Any], int]:
+    """image_train_step of the spec's model built under `precision` (a recipe.precision)."""
+    with loop.precision(precision):
+        model = spec.build()
+    return image_train_step(spec, model)
+
+
+PRECISION_COMPARED = ("resnet20_cifar10", "allconv_mnist", "lstm_ptb")
+# task -> (a train step at a precision, what its examples are)
+TRAIN_STEPS = {"image": (image_train_step_at, "images"), "language": (language_train_step, "tokens")}
+
+
+def precision_speedups(steps: int, rounds: int) -> dict:
+    """Train steps of each PRECISION_COMPARED model in float32 and in mixed_bfloat16, alternating
+    rounds in one process: the median examples (or tokens) per second of each and their ratio."""
+    results: dict[str, Any] = {"hardware": cards.hardware_summary()["summary"], "created": cards.utc_now(),
+                               "load_average": os.getloadavg()[0], "models": {}}
+    for name in PRECISION_COMPARED:
+        spec = registry.get(name)
+        make_step, unit = TRAIN_STEPS[spec.task]
+        train_steps = {precision: make_step(spec, precision) for precision in ("float32", "mixed_bfloat16")}
+        rates: dict[str, list[float]] = {precision: [] for precision in train_steps}
+        for _ in range(rounds):
+            for precision, (train_step, examples) in train_steps.items():
+                rates[precision].append(steps * examples / sum(timed(train_step, steps)))
+        medians = {precision: float(np.median(values)) for precision, values in rates.items()}
+        results["models"][name] = {**medians, "speedup": medians["mixed_bfloat16"] / medians["float32"],
+                                   "rounds": rounds, "unit": unit}
+    return results
+
+
 # task -> (training throughput, input pipeline throughput) measurements
 THROUGHPUT = {"image": (training_throughput, pipeline_throughput),
               "language": (language_training_throughput, language_pipeline_throughput)}
@@ -312,6 +343,7 @@ def run(quick: bool) -> dict:
         results["inference"] = {name: inference(name, repeats, Path(work_dir)) for name in registry.list_models()
                                 if artifact.is_trained(name) and "onnxruntime" in _task(name).runtimes}
     results.update(language_figures())
+    results["precision"] = precision_speedups(steps, 1 if quick else 3)
     results["time_to_accuracy"] = time_to_accuracy()
     return results
 

@@ -199,14 +199,31 @@ def _serving(results: dict) -> list[str]:
     return lines
 
 
+def _precision(results: dict) -> list[str]:
+    measured = results.get("precision")
+    if not measured:
+        return []
+    lines = ["\n## Mixed precision (bfloat16) training\n",
+             f"Measured on {measured['hardware']} ({measured['created']}, 1-minute load average "
+             f"{measured['load_average']:.1f} when it started) by `python -m training.bench --precision-only`: "
+             "train steps of each model built in float32 and under Keras' mixed_bfloat16 policy "
+             "(`precision=\"mixed_bfloat16\"` in a recipe: bfloat16 compute, float32 weights, a float32 "
+             "export), alternating rounds in one process; medians.\n",
+             "| model | float32 /s | mixed_bfloat16 /s | speed-up |", "|---|---|---|---|"]
+    for name, entry in measured["models"].items():
+        lines.append(f"| `{name}` | {entry['float32']:.0f} {entry['unit']} | {entry['mixed_bfloat16']:.0f} "
+                     f"{entry['unit']} | {entry['speedup']:.2f}x |")
+    return lines
+
+
 def _body(results: dict) -> str:
     rate = results["matmul_flops_per_second"] / 1e9
     size = f" ({results['matmul_size']} x {results['matmul_size']})" if "matmul_size" in results else ""
     intro = (f"Measured by `make bench` on {results['hardware']['summary']} ({results['created']}). "
              f"Dense float32 matmul rate{size} measured in the same run: {rate:.1f} GFLOP/s. "
              "Figures are ratios within this run; absolute times drift on a shared machine.\n")
-    sections = (_training(results) + _peers(results) + _inference(results) + _generation(results)
-                + _time_to_accuracy(results))
+    sections = (_training(results) + _precision(results) + _peers(results) + _inference(results)
+                + _generation(results) + _time_to_accuracy(results))
     return "\n".join([intro, *sections])
 
 

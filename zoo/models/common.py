@@ -50,8 +50,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         import tensorflow as tf
 
         channels = inputs.shape[-1]
-        scale = self.gamma if self.scale else tf.ones([channels], inputs.dtype)
-        offset = self.beta if self.center else tf.zeros([channels], inputs.dtype)
+        scale = self.gamma if self.scale else tf.ones([channels], tf.float32)  # float32 for bfloat16 inputs too
+        offset = self.beta if self.center else tf.zeros([channels], tf.float32)
         # outputs [N, H, W, C]; mean, variance [C]
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             inputs, scale, offset, epsilon=self.epsilon, is_training=True)
@@ -62,6 +62,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return outputs
 
     def _fusable(self, inputs, mask) -> bool:
-        float32 = keras.backend.standardize_dtype(inputs.dtype) == "float32"
-        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4 and float32
+        # float32, or bfloat16 under mixed precision (the kernel keeps its statistics in float32)
+        supported = keras.backend.standardize_dtype(inputs.dtype) in ("float32", "bfloat16")
+        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4 and supported
                 and self.axis in (-1, 3) and not self.renorm and not self.synchronized and self.epsilon >= 1.001e-5)
