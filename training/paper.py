@@ -16,7 +16,7 @@ import keras
 
 from training import REPO_ROOT, cards, loop, tasks
 from training.recipes import resolve
-from training.train import EXPECTED_ERRORS, report_error
+from training.train import report_written
 from zoo import artifact, files, registry
 
 REPORT_DIR = REPO_ROOT / "reports" / "time_to_accuracy"
@@ -76,12 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, help="training-time budget (default: the committed card's)")
     parser.add_argument("--data-dir", help="raw-data directory (default: $ZOO_DATA_DIR, else download)")
     args = parser.parse_args(argv)
-    try:
-        path = run(args.name, args.minutes, args.data_dir, verbose=1 if sys.stdout.isatty() else 2)
-    except EXPECTED_ERRORS as error:
-        return report_error(error)
-    print(f"wrote {path}")
-    return 0
+    return report_written(lambda: run(args.name, args.minutes, args.data_dir, verbose=1 if sys.stdout.isatty() else 2))
 
 
 if __name__ == "__main__":

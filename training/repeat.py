@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from training import REPO_ROOT, ablation, loop
-from training.train import EXPECTED_ERRORS, report_error
+from training.train import report_written
 from zoo import artifact, files, registry
 
 REPORT_DIR = REPO_ROOT / "reports" / "repeats"
@@ -65,12 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds other than the card's")
     parser.add_argument("--data-dir", help="raw-data directory (default: $ZOO_DATA_DIR, else download)")
     args = parser.parse_args(argv)
-    try:
-        path = run(args.name, args.seeds, args.data_dir, verbose=1 if sys.stdout.isatty() else 2)
-    except EXPECTED_ERRORS as error:
-        return report_error(error)
-    print(f"wrote {path}")
-    return 0
+    return report_written(lambda: run(args.name, args.seeds, args.data_dir, verbose=1 if sys.stdout.isatty() else 2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Callable
 
 from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
@@ -56,6 +58,16 @@ def report_error(error: BaseException) -> int:
     """`error: MESSAGE` on one line on stderr; the exit status 2."""
     print("error: " + " ".join(str(error).split()), file=sys.stderr)
     return 2
+
+
+def report_written(work: Callable[[], Path]) -> int:
+    """An entry point's exit status: `wrote PATH` and 0, or its one-line error and 2."""
+    try:
+        path = work()
+    except EXPECTED_ERRORS as error:
+        return report_error(error)
+    print(f"wrote {path}")
+    return 0
 
 
 def replacement_note(spec, previous: float, new: float) -> str:

@@ -8,7 +8,7 @@ import dataclasses
 
 import keras
 
-from zoo.models.common import BatchNormalization, check_positive, image_input, scale_pixels
+from zoo.models.common import BatchNormalization, check_settings, image_input, scale_pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,10 +29,7 @@ def build_allconv_mnist(config: AllConvConfig = AllConvConfig()) -> keras.Model:
 def _build_allconv(config: AllConvConfig, name: str) -> keras.Model:
     if not config.filters:
         raise ValueError("filters must name at least one stage, got ()")
-    for field in ("num_classes", "convs_per_stage", "downsample_kernel", "head_filters"):
-        check_positive(field, getattr(config, field))
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config.dropout!r}")
+    check_settings(config, ("num_classes", "convs_per_stage", "downsample_kernel", "head_filters"), ("dropout",))
     if min(_final_size(side, config) for side in config.input_shape[:2]) < 1:
         raise ValueError(f"input_shape {config.input_shape} is too small for {len(config.filters)} stages "
                          f"of {config.convs_per_stage} 'valid' 3x3 convs")

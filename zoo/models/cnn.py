@@ -5,7 +5,7 @@ import dataclasses
 
 import keras
 
-from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, BatchNormalization, check_positive, image_input, scale_pixels
+from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, BatchNormalization, check_settings, image_input, scale_pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +37,7 @@ def build_cnn_cifar10(config: CNNConfig = CIFAR10_CONFIG) -> keras.Model:
 def _build_cnn(config: CNNConfig, name: str) -> keras.Model:
     if not config.filters:
         raise ValueError("filters must name at least one stage, got ()")
-    for field in ("num_classes", "convs_per_stage", "dense_units", "first_stride"):
-        check_positive(field, getattr(config, field))
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config.dropout!r}")
+    check_settings(config, ("num_classes", "convs_per_stage", "dense_units", "first_stride"), ("dropout",))
     image = image_input(config.input_shape)
     x = scale_pixels(image, config.mean, config.std)
     for stage, filters in enumerate(config.filters):

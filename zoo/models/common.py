@@ -34,6 +34,16 @@ def check_positive(name: str, value) -> None:
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
+def check_settings(config, positive: tuple[str, ...] = (), rates: tuple[str, ...] = ()) -> None:
+    """A family config's positive settings and its rates in [0, 1) (dropout), one-line errors."""
+    for field in positive:
+        check_positive(field, getattr(config, field))
+    for field in rates:
+        value = getattr(config, field)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{field} must be in [0, 1), got {value!r}")
+
+
 @keras.saving.register_keras_serializable(package="zoo")  # so .keras files of zoo models load
 class BatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization whose training step runs TensorFlow's fused kernel.

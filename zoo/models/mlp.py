@@ -5,7 +5,7 @@ import dataclasses
 
 import keras
 
-from zoo.models.common import check_positive, image_input, scale_pixels
+from zoo.models.common import check_settings, image_input, scale_pixels
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "softplus", "abs", "linear")
 
@@ -38,11 +38,7 @@ def _activation(name: str):
 
 
 def _build_mlp(config: MLPConfig, name: str) -> keras.Model:
-    for field in ("num_classes", "hidden_units", "hidden_layers"):
-        check_positive(field, getattr(config, field))
-    for field in ("dropout", "input_dropout"):
-        if not 0.0 <= getattr(config, field) < 1.0:
-            raise ValueError(f"{field} must be in [0, 1), got {getattr(config, field)!r}")
+    check_settings(config, ("num_classes", "hidden_units", "hidden_layers"), ("dropout", "input_dropout"))
     activation = _activation(config.activation)
     if config.pixel_input:
         inputs = image_input(config.input_shape)
