@@ -36,7 +36,7 @@ import h5py
 import keras
 import numpy
 
-from training import averaging
+from training import averaging, cards
 from training.recipes import Recipe
 from zoo.artifact import sha256_file
 from zoo.files import sync_folder, write_atomically
@@ -240,7 +240,7 @@ def _acquire_lock(work_dir: Path) -> int:
         except FileNotFoundError:
             current = None
         if current == os.fstat(descriptor).st_ino:
-            record = {"pid": os.getpid(), "command": shlex.join(sys.orig_argv), "started": _utc_now()}
+            record = {"pid": os.getpid(), "command": shlex.join(sys.orig_argv), "started": cards.utc_now()}
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, (json.dumps(record) + "\n").encode(), 0)
             return descriptor
@@ -257,10 +257,6 @@ def _lock_holder(descriptor: int) -> str:
         return f"pid {int(holder['pid'])}, started {holder['started']}: {command}"
     except (OSError, ValueError, KeyError, TypeError):
         return "pid unknown: it has only just started"
-
-
-def _utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _one_line(text) -> str:
