@@ -14,10 +14,13 @@ def test_seeds_are_trained_on_all_data_and_summarised_with_the_committed_figure(
     def fit_and_measure(spec, recipe, data_dir, work_dir, verbose):
         seen.append(recipe)
         files.write_atomically(work_dir / loop.LOG_FILE, b"epoch,loss,elapsed_seconds\n0,2.0,60.0\n")
-        return {"test_accuracy": {"value": 0.938 + recipe.seed / 1000, "split": "test", "examples": 10000}}
+        return {"test_accuracy": {"value": 0.938 + recipe.seed / 1000, "split": "test", "examples": 10000},
+                "test_accuracy_without_tta": {"value": 0.93, "split": "test", "examples": 10000},
+                "train_accuracy": {"value": 0.99, "split": "train", "examples": 50000}}
 
     monkeypatch.setattr(tasks, "FIT_AND_MEASURE", {**tasks.FIT_AND_MEASURE, "image": fit_and_measure})
-    card = {"recipe": {"seed": 0}, "metrics": {"test_accuracy": {"value": 0.9417}}}
+    card = {"recipe": {"seed": 0}, "metrics": {"test_accuracy": {"value": 0.9417}},
+            "training": {"wall_time_seconds": 1590}}
     monkeypatch.setattr(artifact, "committed_card", lambda name: card)
     with pytest.raises(ValueError, match="seed 0 is the committed artifact's"):
         repeat.run("airbench_cifar10", [0, 1], report_dir=tmp_path, work_root=tmp_path / "w")
@@ -27,8 +30,9 @@ def test_seeds_are_trained_on_all_data_and_summarised_with_the_committed_figure(
     assert result["metric"] == "test_accuracy" and result["value"] == 0.94
     assert result["command"] == "python -m training.repeat airbench_cifar10 --seeds 2"
     text = path.read_text()
-    assert "| 0 | 0.9417 |" in text and "| 1 | 0.9390 |" in text and "| 2 | 0.9400 |" in text
-    assert "Mean 0.9402, standard deviation 0.0014 (sample, n = 3)." in text
+    assert "| seed | test accuracy | minutes | test accuracy without tta |" in text
+    assert "| 0 | 0.9417 | 26.5 | - |" in text and "| 2 | 0.9400 | " in text and " | 0.9300 |" in text
+    assert "test accuracy: mean 0.9402, standard deviation 0.0014 (sample, n = 3)." in text
 
 
 def test_language_models_are_refused_before_training(tmp_path):

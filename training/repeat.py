@@ -34,28 +34,42 @@ def run(name: str, seeds: list[int], data_dir=None, report_dir: Path = REPORT_DI
     return report_dir / f"{name}.md"
 
 
-def figures(name: str, report_dir: Path = REPORT_DIR) -> dict[int, float]:
-    """seed -> test metric: the committed artifact's and every repeat's."""
+def figures(name: str, report_dir: Path = REPORT_DIR) -> dict[int, dict[str, float]]:
+    """seed -> the test metrics (the bar's first) and minutes of the committed artifact and of every repeat."""
     spec = registry.get(name)
     card = artifact.committed_card(name)
-    found = {card["recipe"]["seed"]: artifact.card_value(spec, card)} if card else {}
+    found = {}
+    if card:
+        found[card["recipe"]["seed"]] = {**_test_metrics(card["metrics"]),
+                                         "minutes": card["training"]["wall_time_seconds"] / 60}
     for path in sorted((report_dir / name).glob("seed*.json")):
         result = json.loads(path.read_text())
-        found[int(result["recipe_overrides"]["seed"])] = float(result["value"])
-    return found
+        found[int(result["recipe_overrides"]["seed"])] = {**_test_metrics(result["metrics"]),
+                                                          "minutes": result["minutes"]}
+    return {seed: {spec.metric_key: row.pop(spec.metric_key), **row} for seed, row in found.items()}
+
+
+def _test_metrics(metrics: dict) -> dict[str, float]:
+    return {key: float(entry["value"]) for key, entry in metrics.items() if key.startswith("test_")}
 
 
 def markdown(name: str, report_dir: Path = REPORT_DIR) -> str:
     spec = registry.get(name)
     found = figures(name, report_dir)
+    columns = list(dict.fromkeys(key for row in found.values() for key in row))
     lines = [f"# Repeats: {name}\n", "The registered recipe with other seeds (`python -m training.repeat`), each "
              "trained on all the training data with the test split read once, after training; the committed "
-             "artifact's figure is its card's.\n", f"| seed | test {spec.metric} |", "|---|---|"]
-    lines += [f"| {seed} | {value:.4f} |" for seed, value in sorted(found.items())]
-    if len(found) > 1:
-        values = list(found.values())
-        lines.append(f"\nMean {statistics.mean(values):.4f}, standard deviation {statistics.stdev(values):.4f} "
-                     f"(sample, n = {len(values)}).")
+             "artifact's figures are its card's. Minutes are wall time of the whole run.\n",
+             "| seed | " + " | ".join(column.replace("_", " ") for column in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for seed, row in sorted(found.items()):
+        cells = [f"{row[column]:.1f}" if column == "minutes" else f"{row[column]:.4f}" if column in row else "-"
+                 for column in columns]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    values = [row[spec.metric_key] for row in found.values()]
+    if len(values) > 1:
+        lines.append(f"\n{spec.metric_key.replace('_', ' ')}: mean {statistics.mean(values):.4f}, standard deviation "
+                     f"{statistics.stdev(values):.4f} (sample, n = {len(values)}).")
     return "\n".join(lines) + "\n"
 
 
