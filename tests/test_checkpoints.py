@@ -424,7 +424,7 @@ def test_a_second_training_of_the_same_folder_is_refused_naming_the_first(tmp_pa
     record = json.loads((work_dir / loop.LOCK_FILE).read_text())
     assert record["pid"] == holder.pid and "work_dir_lock" in record["command"]
     message = assert_refused(work_dir, rf"is in use by another training \(pid {holder.pid}, started "
-                                       r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: .*\); one training per work folder",
+                                       r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00: .*\); one training per work folder",
                              error=loop.WorkDirBusy)
     assert "wait for that one to end" in message
     holder.stdin.close()  # the holder ends: the folder is free again
