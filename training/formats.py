@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     results = read_report(output / "formats.json", None if args.markdown_only else {"models": {}},
                           "--markdown-only renders a measured report: run `make formats DATA_DIR=...` first")
-    if not isinstance(results.get("models"), dict) or not results["models"] and args.markdown_only:
+    if not isinstance(results.get("models"), dict) or (args.markdown_only and not results["models"]):
         raise SystemExit(f"error: {output / 'formats.json'} holds no measured models to render")
     if not args.markdown_only:
         names = args.names or [name for name in registry.list_models() if artifact.is_trained(name)]

@@ -386,7 +386,7 @@ def time_to_accuracy() -> dict:
         history, key, how = test_history(name)
         targets = [(spec.bar, "its bar")]
         figure = artifact.committed_value(registry.get(previous))
-        if previous != name and figure is not None:
+        if figure is not None:
             targets.append((figure, f"{previous}'s"))
         for value, whose in targets:
             results[f"{name} to {value:.4g} test {spec.metric} ({whose}; {how})"] = time_to_target(
