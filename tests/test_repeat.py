@@ -38,3 +38,30 @@ def test_seeds_are_trained_on_all_data_and_summarised_with_the_committed_figure(
 def test_language_models_are_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="measure on the test split, which the language trainer"):
         repeat.run("lstm_ptb", [1], report_dir=tmp_path, work_root=tmp_path / "w")
+
+
+def test_the_summary_goes_into_a_reexported_card(monkeypatch, tmp_path):
+    from tests.conftest import export_fresh
+
+    folder = tmp_path / "perceptron_mnist"
+    export_fresh("perceptron_mnist", folder)  # its card: seed 0, test accuracy 0.0
+    card = artifact.read_card(folder)
+    monkeypatch.setattr(artifact, "committed_card", lambda name: card)
+    with pytest.raises(ValueError, match="a summary needs the committed artifact and at least one repeat"):
+        repeat.summary("perceptron_mnist", tmp_path / "reports")
+    for seed, value in ((1, 0.5), (2, 1.0)):
+        result = {"recipe_overrides": {"seed": seed}, "minutes": 1.0,
+                  "metrics": {"test_accuracy": {"value": value, "split": "test", "examples": 10}}}
+        (tmp_path / "reports" / "perceptron_mnist").mkdir(parents=True, exist_ok=True)
+        files.write_atomically(tmp_path / "reports" / "perceptron_mnist" / f"seed{seed}.json",
+                               json.dumps(result).encode())
+    repeat.to_card("perceptron_mnist", tmp_path / "reports", folder)
+    artifact.verify_manifest(folder)
+    after = artifact.read_card(folder)
+    repeats = after["repeats"]
+    assert (repeats["mean"], repeats["n"], list(repeats["seeds"])) == (0.5, 3, ["0", "1", "2"])
+    assert repeats["standard_deviation"] == pytest.approx(0.5)
+    assert repeats["command"] == "python -m training.repeat perceptron_mnist --seeds 1 2"
+    assert after["version"] == card["version"] + 1 and after["metrics"] == card["metrics"]
+    assert "over seeds 0, 1, 2: test_accuracy mean 0.5000, standard deviation 0.5000 (n = 3" in \
+        (folder / "README.md").read_text()

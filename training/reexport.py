@@ -10,8 +10,10 @@ from zoo import artifact, publish, registry, tasks
 from zoo.export import export, signature_doc
 
 
-def reexport(name: str, from_saved_model: bool = False, folder: str | Path | None = None) -> Path:
-    """Rewrite the artifact in `folder` (default: the committed exported_models/NAME/) in place."""
+def reexport(name: str, from_saved_model: bool = False, folder: str | Path | None = None,
+             card_update: dict | None = None) -> Path:
+    """Rewrite the artifact in `folder` (default: the committed exported_models/NAME/) in place,
+    its card updated with `card_update` (facts measured since, such as training.repeat's seeds)."""
     spec = registry.get(name)
     folder = Path(folder or artifact.committed_dir(spec.name))
     artifact.verify_manifest(folder)
@@ -23,6 +25,7 @@ def reexport(name: str, from_saved_model: bool = False, folder: str | Path | Non
         model.load_weights(folder / "model.weights.h5")
     tasks.get(spec.task).attach_assets(model, folder)
     card["signatures"] = signature_doc(spec, model)  # the export format may document them differently now
+    card.update(card_update or {})
     card["reexported"] = utc_now()
     card.pop("version", None)  # new bytes, a new published version: export() numbers it (the old + 1)
     return export(model, spec, card, folder)

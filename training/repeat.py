@@ -3,6 +3,8 @@ other seeds, each on all the training data with the test split read once, after 
 exported): the spread of the committed artifact's figure. Each seed is a timed run (one at a time);
 its result goes to reports/repeats/NAME/seedK.json, and reports/repeats/NAME.md gives every seed's
 figure with the committed artifact's (its card's seed), their mean and standard deviation.
+`python -m training.repeat NAME --to-card` writes that summary into the committed artifact's card
+(a re-export from its own weights: new bytes, a new version; commit it with zoo/pins.json).
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from training import REPO_ROOT, ablation, loop
+from training import REPO_ROOT, ablation, loop, reexport
 from training.train import report_written
-from zoo import artifact, files, registry
+from zoo import artifact, files, publish, registry
 
 REPORT_DIR = REPO_ROOT / "reports" / "repeats"
 
@@ -73,12 +75,44 @@ def markdown(name: str, report_dir: Path = REPORT_DIR) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(name: str, report_dir: Path = REPORT_DIR) -> dict:
+    """The card's `repeats` entry: every seed's figures (the committed artifact's among them), the
+    bar metric's mean and sample standard deviation, and where they come from."""
+    spec = registry.get(name)
+    found = figures(name, report_dir)
+    if len(found) < 2:
+        raise ValueError(f"{name} has {len(found)} figure(s) in {report_dir / name}; a summary needs the committed "
+                         f"artifact and at least one repeat (python -m training.repeat {name} --seeds 1 2)")
+    values = [row[spec.metric_key] for row in found.values()]
+    card = artifact.committed_card(name)
+    repeated = [str(seed) for seed in sorted(found) if not card or seed != card["recipe"]["seed"]]
+    return {"metric": spec.metric_key, "seeds": {str(seed): row for seed, row in sorted(found.items())},
+            "mean": statistics.mean(values), "standard_deviation": statistics.stdev(values), "n": len(values),
+            "split": "test, read once per seed after training on all the training data",
+            "command": f"python -m training.repeat {name} --seeds {' '.join(repeated)}",
+            "report": f"reports/repeats/{name}.md"}
+
+
+def to_card(name: str, report_dir: Path = REPORT_DIR, folder: Path | None = None) -> Path:
+    """Re-export the committed artifact with summary(name) as its card's `repeats`."""
+    return reexport.reexport(name, folder=folder, card_update={"repeats": summary(name, report_dir)})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=registry.list_models())
-    parser.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds other than the card's")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--seeds", nargs="+", type=int, help="seeds other than the card's")
+    what.add_argument("--to-card", action="store_true",
+                      help="write the repeats' summary into the committed artifact's card (re-exports it)")
     parser.add_argument("--data-dir", help="raw-data directory (default: $ZOO_DATA_DIR, else download)")
     args = parser.parse_args(argv)
+    if args.to_card:
+        def carded() -> Path:
+            folder = to_card(args.name)
+            publish.write_pins()
+            return folder
+        return report_written(carded)
     return report_written(lambda: run(args.name, args.seeds, args.data_dir, verbose=1 if sys.stdout.isatty() else 2))
 
 

@@ -28,7 +28,7 @@ def write_card_readme(folder: Path, card: dict) -> None:
 - Dataset: `{card['dataset']['name']}` (tfds {card['dataset'].get('version', '?')})
 - Trained with `{training.get('command', '?')}`: {training.get('epochs_run', '?')} epochs,
   {training.get('wall_time_seconds', 0) / 60:.1f} min on {training.get('hardware', {}).get('summary', '?')}
-- Re-measure: `make evaluate-{card['name']} DATA_DIR=/path/to/raw/data`
+- Re-measure: `make evaluate-{card['name']} DATA_DIR=/path/to/raw/data`{_repeats_line(card.get('repeats'))}
 
 ## Signatures
 {signatures}
@@ -43,6 +43,15 @@ or, without the zoo: `tf.saved_model.load("exported_models/{card['name']}")`.
     if has_curve:
         text += "\n![training curve](training_curve.png)\n"
     (folder / "README.md").write_text(text)
+
+
+def _repeats_line(repeats: dict | None) -> str:
+    """The seeds' spread (training.repeat), when the card has it."""
+    if not repeats:
+        return ""
+    return (f"\n- The same recipe over seeds {', '.join(repeats['seeds'])}: {repeats['metric']} mean "
+            f"{repeats['mean']:.4f}, standard deviation {repeats['standard_deviation']:.4f} (n = {repeats['n']}; "
+            f"`{repeats['command']}`, {repeats['report']})")
 
 
 def _plot_history(history: dict, path: Path, title: str) -> None:
