@@ -231,6 +231,21 @@ def test_the_trigger_starts_averaging_and_validation_sees_the_average():
     np.testing.assert_array_equal(model.get_weights()[0], weights)
 
 
+def test_averaging_starts_by_the_latest_epoch_even_while_validation_improves():
+    recipe = Recipe(optimizer="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.0, schedule="constant",
+                    averaging="nt_asgd", averaging_start_epoch=3)
+    model = averaging_model(recipe)
+    model.train_on_batch(np.eye(3, dtype=np.float32), np.ones((3, 1), np.float32))
+    trigger = averaging.NonMonotonicTrigger(patience=5, latest_epoch=recipe.averaging_start_epoch)
+    trigger.set_model(model)
+    trigger.on_train_begin()
+    for epoch, loss in enumerate([3.0, 2.0]):
+        trigger.on_epoch_end(epoch, {"val_loss": loss})
+    assert not model.optimizer.is_averaging
+    trigger.on_epoch_end(2, {"val_loss": 1.0})  # the third epoch ends: due, though still improving
+    assert model.optimizer.is_averaging
+
+
 def test_averaging_needs_sgd():
     with pytest.raises(ValueError, match="averaging nt_asgd averages SGD's steps; the optimizer is 'adamw'"):
         Recipe(averaging="nt_asgd")

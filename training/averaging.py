@@ -63,13 +63,15 @@ class AveragingSGD(keras.optimizers.SGD):
 
 class NonMonotonicTrigger(keras.callbacks.Callback):
     """Starts the optimizer's averaging at the end of the first epoch whose validation loss is
-    above the lowest of all epochs but the last `patience` (AWD-LSTM's trigger); while averaging,
-    validation runs on the averaged weights. `earlier_losses()` gives the validation losses of the
-    epochs run before a resume (read from the run's log when training begins)."""
+    above the lowest of all epochs but the last `patience` (AWD-LSTM's trigger), or at the end of
+    epoch `latest_epoch` (1-based; 0: no such limit); while averaging, validation runs on the
+    averaged weights. `earlier_losses()` gives the validation losses of the epochs run before a
+    resume (read from the run's log when training begins)."""
 
-    def __init__(self, patience: int, earlier_losses: Callable[[], list[float]] = list):
+    def __init__(self, patience: int, earlier_losses: Callable[[], list[float]] = list, latest_epoch: int = 0):
         super().__init__()
         self.patience = patience
+        self.latest_epoch = latest_epoch
         self.earlier_losses = earlier_losses
         self.losses: list[float] = []
         self._training_weights: list[np.ndarray] | None = None
@@ -83,7 +85,8 @@ class NonMonotonicTrigger(keras.callbacks.Callback):
         self.losses.append(float(logs["val_loss"]))
         optimizer = self.model.optimizer
         logs["averaging"] = float(optimizer.is_averaging)
-        if not optimizer.is_averaging and should_trigger(self.losses, self.patience):
+        due = bool(self.latest_epoch) and epoch + 1 >= self.latest_epoch
+        if not optimizer.is_averaging and (due or should_trigger(self.losses, self.patience)):
             optimizer.start_averaging()
 
     def on_test_begin(self, logs=None):

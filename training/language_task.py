@@ -99,7 +99,7 @@ def fit_language_model(spec, recipe: Recipe, lines, vocabulary: list[str], work_
         log_path = Path(work_dir) / loop.LOG_FILE
         callbacks.append(averaging.NonMonotonicTrigger(
             recipe.averaging_patience, lambda: loop.read_history(log_path).get("val_loss", []) if log_path.exists()
-            else []))
+            else [], latest_epoch=recipe.averaging_start_epoch))
     history = loop.fit(twin, recipe, train_data.prefetch(tf.data.AUTOTUNE), validation_data, work_dir,
                        verbose=verbose, callbacks=tuple(callbacks))
     model = spec.build()

@@ -59,12 +59,15 @@ class Recipe:
     # weights are averaged over every later step; validation and the export use the average.
     averaging: str = "none"  # none | nt_asgd
     averaging_patience: int = 5
+    # nt_asgd: averaging starts at the end of this epoch at the latest, triggered or not (0: only
+    # the trigger), so a run with a time budget still ends on an average.
+    averaging_start_epoch: int = 0
 
     def __post_init__(self):
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"recipe {name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in ("lookahead_every", "freeze_whitening_bias_after"):
+        for name in ("lookahead_every", "freeze_whitening_bias_after", "averaging_start_epoch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"recipe {name} must be an int >= 0, got {value!r}")
