@@ -249,3 +249,17 @@ def test_averaging_starts_by_the_latest_epoch_even_while_validation_improves():
 def test_averaging_needs_sgd():
     with pytest.raises(ValueError, match="averaging nt_asgd averages SGD's steps; the optimizer is 'adamw'"):
         Recipe(averaging="nt_asgd")
+
+
+@pytest.mark.parametrize("cell", language.CELLS)
+def test_every_regulariser_trains_under_bfloat16_mixed_precision(cell):
+    config = language.LanguageModelConfig(cell=cell, vocab_size=30, embedding_dim=8, hidden_units=8, **REGULARISED)
+    with loop.precision("mixed_bfloat16"):
+        twin = language.build_stateful(config, 2, "twin")
+    recurrent = language.recurrent_layers(twin)[0]
+    assert recurrent.compute_dtype == "bfloat16" and recurrent.cell.recurrent_kernel.dtype == "float32"
+    twin.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    tokens = np.random.default_rng(0).integers(0, 30, (2, 5)).astype(np.int32)
+    penalty = rnn_regularizers.penalties(tf.ones((2, 5, 8), tf.bfloat16), tf.ones((2, 5, 8), tf.bfloat16), 2.0, 1.0)
+    assert penalty.dtype == tf.float32  # added to the float32 loss
+    assert np.isfinite(twin.train_on_batch(tokens, tokens))

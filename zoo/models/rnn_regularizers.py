@@ -36,7 +36,8 @@ class _WeightDrop(keras.layers.RNN):
             return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
         cell = self.cell
         kernel = cell.recurrent_kernel
-        dropped = keras.random.dropout(kernel, self.weight_drop, seed=self.seed_generator)
+        # In the compute dtype, as the cell would read the variable (bfloat16 under mixed precision).
+        dropped = keras.random.dropout(ops.cast(kernel, cell.compute_dtype), self.weight_drop, seed=self.seed_generator)
         # The cell reads self.recurrent_kernel at every step: for this call it reads the dropped
         # tensor (gradients reach the variable through it). object.__setattr__ keeps Keras'
         # variable tracking out of it, and the variable goes back whatever happens.
@@ -124,8 +125,10 @@ class ActivationPenalty(keras.layers.Layer):
 
 
 def penalties(raw, dropped, alpha: float, beta: float):
-    """AR + TAR for one batch (a scalar)."""
-    total = ops.convert_to_tensor(0.0, dtype=dropped.dtype)
+    """AR + TAR for one batch (a float32 scalar: Keras adds it to the float32 loss, also when the
+    activations are bfloat16 under mixed precision)."""
+    raw, dropped = ops.cast(raw, "float32"), ops.cast(dropped, "float32")
+    total = ops.convert_to_tensor(0.0, dtype="float32")
     if alpha:
         total = total + alpha * ops.mean(ops.square(dropped))
     if beta:
