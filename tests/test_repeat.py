@@ -65,3 +65,4 @@ def test_the_summary_goes_into_a_reexported_card(monkeypatch, tmp_path):
     assert after["version"] == card["version"] + 1 and after["metrics"] == card["metrics"]
     assert "over seeds 0, 1, 2: test_accuracy mean 0.5000, standard deviation 0.5000 (n = 3" in \
         (folder / "README.md").read_text()
+    assert "- Bar: test accuracy >= 0.91, NOT met (0)" in (folder / "README.md").read_text()

@@ -24,7 +24,7 @@ def write_card_readme(folder: Path, card: dict) -> None:
 |---|---|---|---|
 {rows}
 
-- Parameters: {card['parameter_count']:,}
+- Parameters: {card['parameter_count']:,}{_bar_line(card)}
 - Dataset: `{card['dataset']['name']}` (tfds {card['dataset'].get('version', '?')})
 - Trained with `{training.get('command', '?')}`: {training.get('epochs_run', '?')} epochs,
   {training.get('wall_time_seconds', 0) / 60:.1f} min on {training.get('hardware', {}).get('summary', '?')}
@@ -43,6 +43,18 @@ or, without the zoo: `tf.saved_model.load("exported_models/{card['name']}")`.
     if has_curve:
         text += "\n![training curve](training_curve.png)\n"
     (folder / "README.md").write_text(text)
+
+
+def _bar_line(card: dict) -> str:
+    """Whether the test metric meets the card's bar (accuracy at least, perplexity at most)."""
+    bar = card.get("bar") or {}
+    measured = card["metrics"].get(f"test_{bar.get('metric')}")
+    if not measured:
+        return ""
+    higher = bar["metric"] == "accuracy"
+    met = measured["value"] >= bar["value"] if higher else measured["value"] <= bar["value"]
+    return (f"\n- Bar: test {bar['metric']} {'>=' if higher else '<='} {bar['value']:g}, "
+            f"{'met' if met else 'NOT met'} ({measured['value']:.4g})")
 
 
 def _repeats_line(repeats: dict | None) -> str:

@@ -235,7 +235,7 @@ def time_to_target(history: dict, key: str, target: float, lower_is_better: bool
         if (value <= target) if lower_is_better else (value >= target):
             return {"status": "reached", "epoch": epoch, "minutes": seconds / 60, "value": value}
     return {"status": "not reached", "best": (min if lower_is_better else max)(history.get(key, [np.nan])),
-            "epochs": len(history["epoch"]), "minutes": history["elapsed_seconds"][-1] / 60}
+            "epochs": history["epoch"][-1], "minutes": history["elapsed_seconds"][-1] / 60}
 
 
 def card_history(name: str) -> dict:
