@@ -14,6 +14,7 @@ from zoo import api, registry
 from zoo.serving import http as serving_http
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (extra `browser`)")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -91,9 +92,10 @@ def test_typing_text_shows_next_words_and_a_continuation(served, browser):
     text.send_keys("the company said")
     lm = served.server.models["lstm_ptb"]
     expected = [word for word, _ in lm.next_words("the company said", k=5)]
-    WebDriverWait(browser, 60).until(lambda driver: [item.text.split()[0] for item in
-                                                     driver.find_elements(By.CSS_SELECTOR, "#next-words li")]
-                                     == expected)
+    # The list is re-rendered after each typed key: an item read mid-render is stale, so read again.
+    WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda driver: [item.text.split()[0] for item in
+                        driver.find_elements(By.CSS_SELECTOR, "#next-words li")] == expected)
     browser.find_element(By.ID, "generate").click()
     WebDriverWait(browser, 60).until(lambda driver: driver.find_element(By.ID, "continuation").text != "")
     continuation = lm.generate("the company said", num_words=20, temperature=0.8, top_k=40, seed=0)
