@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zoo.registry import higher_is_better
+
 
 def write_card_readme(folder: Path, card: dict) -> None:
     history = card.get("training", {}).get("history") or {}
@@ -51,7 +53,7 @@ def _bar_line(card: dict) -> str:
     measured = card["metrics"].get(f"test_{bar.get('metric')}")
     if not measured:
         return ""
-    higher = bar["metric"] == "accuracy"
+    higher = higher_is_better(bar["metric"])
     met = measured["value"] >= bar["value"] if higher else measured["value"] <= bar["value"]
     return (f"\n- Bar: test {bar['metric']} {'>=' if higher else '<='} {bar['value']:g}, "
             f"{'met' if met else 'NOT met'} ({measured['value']:.4g})")

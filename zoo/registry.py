@@ -34,7 +34,7 @@ class ModelSpec:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric == "accuracy"
+        return higher_is_better(self.metric)
 
     @property
     def metric_key(self) -> str:
@@ -81,3 +81,8 @@ def get(name: str) -> ModelSpec:
 
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracy goes up, perplexity down."""
+    return metric == "accuracy"
