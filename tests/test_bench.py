@@ -159,3 +159,23 @@ def test_precision_speedups_time_both_precisions_of_each_model(monkeypatch):
         assert entry["float32"] > 0 and entry["mixed_bfloat16"] > 0
         assert entry["speedup"] == pytest.approx(entry["mixed_bfloat16"] / entry["float32"])
     assert results["models"]["lstm_ptb"]["unit"] == "tokens"
+
+
+def test_a_retrained_model_is_timed_to_its_bar_and_the_replaced_artifacts_figure(monkeypatch):
+    from training.bench import measure
+    from zoo import artifact
+
+    history = {"epoch": [1, 2, 3], "elapsed_seconds": [60.0, 120.0, 180.0], "val_perplexity": [120.0, 100.0, 90.0]}
+    card = {"recipe": {}, "metrics": {"test_perplexity": {"value": 86.0}, "validation_perplexity": {"value": 90.0}},
+            "training": {"history": history, "epochs_run": 3, "wall_time_seconds": 180.0},
+            "previous": {"version": 1, "metrics": {"test_perplexity": 89.1, "validation_perplexity": 92.3}}}
+    monkeypatch.setattr(artifact, "committed_card", {"lstm_ptb": card}.get)
+    # The validation split is read each epoch: the old artifact's validation figure is the target.
+    assert measure.retrained_targets("lstm_ptb") == {
+        "lstm_ptb to 110 validation perplexity (its bar; read each epoch)":
+            {"status": "reached", "epoch": 2, "minutes": 2.0, "value": 100.0},
+        "lstm_ptb to 92.3 validation perplexity (version 1's; read each epoch)":
+            {"status": "reached", "epoch": 3, "minutes": 3.0, "value": 90.0}}
+    del card["previous"]
+    assert measure.retrained_targets("lstm_ptb") == {} and measure.retrained_targets("rnn_ptb") == {}
+

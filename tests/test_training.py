@@ -204,3 +204,21 @@ def test_mixed_precision_image_training_exports_a_float32_model(tmp_path, monkey
     assert {layer.compute_dtype for layer in model.layers} == {"float32"}  # the exported model
     assert {weight.dtype for weight in model.weights} == {"float32"}
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_a_training_card_names_the_artifact_it_replaces_and_its_readme_says_so(monkeypatch, tmp_path):
+    from training import cards
+    from zoo import artifact
+    from zoo.card import write_card_readme
+
+    old = {"version": 2, "created": "then", "metrics": {"test_accuracy": {"value": 0.99, "split": "test"}}}
+    monkeypatch.setattr(artifact, "committed_card", {"cnn_mnist": old}.get)
+    assert cards.previous_artifact("cnn_mnist") == {"version": 2, "created": "then", "metrics": {"test_accuracy": 0.99}}
+    assert cards.previous_artifact("mlp_mnist") is None  # a first run
+    old["metrics"] = {"test_accuracy": "n/a"}  # unreadable: the new card just lacks the link
+    assert cards.previous_artifact("cnn_mnist") is None
+    card = {"name": "cnn_mnist", "parameter_count": 1, "dataset": {"name": "mnist"},
+            "metrics": {"test_accuracy": {"value": 0.995, "split": "test", "examples": 10000}},
+            "previous": {"version": 2, "metrics": {"test_accuracy": 0.99}}}
+    write_card_readme(tmp_path, card)
+    assert "- Replaces version 2 (test accuracy 0.99)" in (tmp_path / "README.md").read_text()

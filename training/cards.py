@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from training.recipes import Recipe
-from zoo import export
+from zoo import artifact, export
 from zoo.data import images, ptb
 from zoo.registry import ModelSpec
 
@@ -57,8 +57,21 @@ def make_card(spec: ModelSpec, recipe: Recipe, model: keras.Model, metrics: dict
         },
         "versions": library_versions(),
         "created": utc_now(),
+        **({"previous": previous} if (previous := previous_artifact(spec.name)) else {}),
         **(extra or {}),
     }
+
+
+def previous_artifact(name: str) -> dict[str, Any] | None:
+    """The committed artifact a new run of `name` replaces: its version and metrics (the bench
+    times the new run to them); None for a first run."""
+    try:
+        card = artifact.committed_card(name)
+        return None if card is None else {
+            "version": artifact.card_version(card), "created": card.get("created"),
+            "metrics": {key: float(entry["value"]) for key, entry in card["metrics"].items()}}
+    except (artifact.ArtifactError, AttributeError, KeyError, TypeError, ValueError):
+        return None  # an unreadable old card must not cost the run: the new card just lacks the link
 
 
 def cpu_description() -> tuple[str, list[str]]:

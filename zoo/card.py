@@ -30,7 +30,7 @@ def write_card_readme(folder: Path, card: dict) -> None:
 - Dataset: `{card['dataset']['name']}` (tfds {card['dataset'].get('version', '?')})
 - Trained with `{training.get('command', '?')}`: {training.get('epochs_run', '?')} epochs,
   {training.get('wall_time_seconds', 0) / 60:.1f} min on {training.get('hardware', {}).get('summary', '?')}
-- Re-measure: `make evaluate-{card['name']} DATA_DIR=/path/to/raw/data`{_repeats_line(card.get('repeats'))}
+- Re-measure: `make evaluate-{card['name']} DATA_DIR=/path/to/raw/data`{_extra_lines(card)}
 
 ## Signatures
 {signatures}
@@ -57,6 +57,19 @@ def _bar_line(card: dict) -> str:
     met = measured["value"] >= bar["value"] if higher else measured["value"] <= bar["value"]
     return (f"\n- Bar: test {bar['metric']} {'>=' if higher else '<='} {bar['value']:g}, "
             f"{'met' if met else 'NOT met'} ({measured['value']:.4g})")
+
+
+def _extra_lines(card: dict) -> str:
+    return _repeats_line(card.get("repeats")) + _previous_line(card)
+
+
+def _previous_line(card: dict) -> str:
+    """The artifact this run replaced, with its figures (training.cards.previous_artifact)."""
+    previous = card.get("previous")
+    if not previous:
+        return ""
+    figures = ", ".join(f"{key.replace('_', ' ')} {value:.4g}" for key, value in previous["metrics"].items())
+    return f"\n- Replaces version {previous['version']} ({figures})"
 
 
 def _repeats_line(repeats: dict | None) -> str:

@@ -391,7 +391,30 @@ def time_to_accuracy() -> dict:
         for value, whose in targets:
             results[f"{name} to {value:.4g} test {spec.metric} ({whose}; {how})"] = time_to_target(
                 history, key, value, not spec.higher_is_better, "no committed artifact")
+    for name in registry.list_models():
+        results.update(retrained_targets(name))
     return results
+
+
+def retrained_targets(name: str) -> dict:
+    """A retrained model (its card names the artifact it replaced, `previous`): minutes to its bar
+    and to the replaced artifact's figure, on the split the run read each epoch (PTB: validation,
+    against the old artifact's validation figure), else on the test split."""
+    card = artifact.committed_card(name)
+    previous = (card or {}).get("previous")
+    if not card or not previous:
+        return {}
+    spec = registry.get(name)
+    if training_tasks.EPOCH_VALIDATION_SPLIT[spec.task](card["recipe"]) == "validation":
+        split, history, key, how = "validation", card["training"]["history"], f"val_{spec.metric}", "read each epoch"
+    else:
+        split, (history, key, how) = "test", test_history(name)
+    targets = [(spec.bar, "its bar")]
+    figure = previous["metrics"].get(f"{split}_{spec.metric}")
+    if figure is not None:
+        targets.append((figure, f"version {previous['version']}'s"))
+    return {f"{name} to {value:.4g} {split} {spec.metric} ({whose}; {how})":
+            time_to_target(history, key, value, not spec.higher_is_better) for value, whose in targets}
 
 
 def test_history(name: str) -> tuple[dict, str, str]:

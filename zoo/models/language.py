@@ -165,7 +165,10 @@ def _build_language_model(config: LanguageModelConfig, name: str, batch_size: in
 
 # The registered models: width-d tied embeddings and recurrent layers of the same width.
 RNN_PTB_CONFIG = LanguageModelConfig(cell="rnn", embedding_dim=300, hidden_units=300, num_layers=1, dropout=0.5)
-LSTM_PTB_CONFIG = LanguageModelConfig(cell="lstm", embedding_dim=256, hidden_units=256, num_layers=2, dropout=0.3)
+# lstm_ptb: AWD-LSTM's regularisers (Merity et al. 2017) at 2x320, under 5M parameters.
+LSTM_PTB_CONFIG = LanguageModelConfig(cell="lstm", embedding_dim=320, hidden_units=320, num_layers=2, dropout=0.3,
+                                      input_dropout=0.4, locked_dropout=True, embedding_dropout=0.1,
+                                      weight_drop=0.3, activation_penalty=2.0, temporal_activation_penalty=1.0)
 GRU_PTB_CONFIG = LanguageModelConfig(cell="gru", embedding_dim=256, hidden_units=256, num_layers=2, dropout=0.3)
 
 
