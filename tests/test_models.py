@@ -212,6 +212,23 @@ def test_allconv_rejects_an_input_too_small_for_its_stages():
         allconv.build_allconv_mnist(allconv.AllConvConfig(input_shape=(12, 12, 1)))
 
 
+def test_allconv_test_time_views_average_the_four_one_pixel_shifts():
+    plain = allconv.build_allconv_mnist(allconv.AllConvConfig(filters=(8,), head_filters=16))
+    tta = allconv.build_allconv_mnist(allconv.AllConvConfig(filters=(8,), head_filters=16, tta_level=1))
+    tta.set_weights(plain.get_weights())  # the views add no weights
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)
+    padded = np.pad(images, [(0, 0), (1, 1), (1, 1), (0, 0)])  # zeros
+    views = [images, padded[:, 2:, 1:-1], padded[:, :-2, 1:-1], padded[:, 1:-1, 2:], padded[:, 1:-1, :-2]]
+    np.testing.assert_array_equal(views[1][:, 4, 7], images[:, 5, 7])  # up: row 5 moves to row 4
+    expected = sum(weight * keras.ops.convert_to_numpy(keras.ops.softmax(plain(view, training=False)))
+                   for weight, view in zip(common.VIEW_WEIGHTS["shift"][1], views))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(tta(images, training=False))),
+                               expected, atol=1e-5)
+    assert tta(images, training=True).shape == (3, 10)  # training: the image alone
+    with pytest.raises(ValueError, match=r"tta_level must be one of \[0, 1\] \(shift views\), got 2"):
+        allconv.build_allconv_mnist(allconv.AllConvConfig(tta_level=2))
+
+
 def test_fused_batch_norm_takes_bfloat16_under_mixed_precision():
     fused, reference = _bn_pair("mixed_bfloat16")
     inputs = tf.constant(np.random.default_rng(2).normal(2.0, 3.0, (4, 5, 5, 3)), tf.bfloat16)

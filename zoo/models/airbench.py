@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import keras
 
-from zoo.models.common import CIFAR10_MEAN, CIFAR10_STD, BatchNormalization, image_input, scale_pixels
+from zoo.models import common
+from zoo.models.common import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    BatchNormalization,
+    MergeViews,
+    TestTimeViews,
+    image_input,
+    scale_pixels,
+)
 
 # The fused batch-norm kernel's smallest epsilon (airbench's 1e-12 would fall back to Keras' slower
 # path; on unit-scale activations the two are indistinguishable).
 BN_EPSILON = 1.001e-5
-# View weights of each TTA level, in TestTimeViews' order: the image, its mirror, then (level 2)
-# the up-left and down-right one-pixel shifts, each with its mirror (airbench's 1/2 plain, 1/2 shifted).
-VIEW_WEIGHTS = {0: (1.0,), 1: (0.5, 0.5), 2: (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)}
+VIEW_WEIGHTS = common.VIEW_WEIGHTS["mirror"]  # tta_level -> the views' weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +38,7 @@ class AirbenchConfig:
     batch_norm_momentum: float = 0.6  # Keras' convention: moving = 0.6 moving + 0.4 batch (PyTorch's 0.4)
     logit_scale: float = 1 / 9
     tta_level: int = 2  # 0: none, 1: mirror, 2: mirror and one-pixel shifts (6 views)
+    views: ClassVar[str] = "mirror"  # the scheme of common.VIEW_WEIGHTS tta_level picks from
     mean: tuple[float, ...] | None = CIFAR10_MEAN
     std: tuple[float, ...] | None = CIFAR10_STD
 
@@ -39,11 +48,10 @@ def build_airbench_cifar10(config: AirbenchConfig = AirbenchConfig()) -> keras.M
 
 
 def _build_airbench(config: AirbenchConfig, name: str) -> keras.Model:
-    if config.tta_level not in VIEW_WEIGHTS:
-        raise ValueError(f"tta_level must be one of {sorted(VIEW_WEIGHTS)}, got {config.tta_level!r}")
+    common.check_views(config.tta_level, config.views)
     image = image_input(config.input_shape)
     x = scale_pixels(image, config.mean, config.std)
-    x = TestTimeViews(config.tta_level, name="views")(x)  # inference: [V * N, H, W, C]
+    x = TestTimeViews(config.tta_level, config.views, name="views")(x)  # inference: [V * N, H, W, C]
     channels = config.input_shape[-1] * config.whitening_kernel_size ** 2
     x = PatchWhitening(2 * channels, config.whitening_kernel_size, name="whitening")(x)  # [N, 31, 31, 24]
     x = keras.layers.Activation(gelu, name="whitening_gelu")(x)
@@ -53,7 +61,7 @@ def _build_airbench(config: AirbenchConfig, name: str) -> keras.Model:
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(config.num_classes, use_bias=False, name="logits")(x)
     x = keras.layers.Rescaling(config.logit_scale, name="logit_scale")(x)
-    scores = MergeViews(config.tta_level, name="scores")(x)  # inference: [V * N, K] -> [N, K]
+    scores = MergeViews(config.tta_level, config.views, name="scores")(x)  # inference: [V * N, K] -> [N, K]
     return keras.Model(image, scores, name=name)
 
 
@@ -136,54 +144,3 @@ class PatchWhitening(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
 
 
-class _ViewsLayer(keras.layers.Layer):
-    """A test-time-augmentation step of level 0, 1 or 2 (VIEW_WEIGHTS): identity while training."""
-
-    def __init__(self, level: int, **kwargs):
-        super().__init__(**kwargs)
-        self.level = level
-
-    def call(self, inputs, training=None):
-        return inputs if training or self.level == 0 else self.at_inference(inputs)
-
-    def at_inference(self, inputs):
-        raise NotImplementedError
-
-    def get_config(self):
-        return {**super().get_config(), "level": self.level}
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class TestTimeViews(_ViewsLayer):
-    """Inference: the batch [N, H, W, C] -> its views stacked on the batch axis [V * N, H, W, C]
-    (level 1: image, mirror; level 2: also the up-left and down-right one-pixel shifts of the
-    reflect-padded image, each with its mirror). Batch norm normalises with its moving statistics
-    at inference, so stacking views changes no view's scores."""
-
-    def at_inference(self, images):
-        views = [images, keras.ops.flip(images, axis=2)]
-        if self.level == 2:
-            height, width = images.shape[1], images.shape[2]
-            padded = keras.ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
-            for shifted in (padded[:, :height, :width], padded[:, 2:, 2:]):
-                views += [shifted, keras.ops.flip(shifted, axis=2)]
-        return keras.ops.concatenate(views, axis=0)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape  # the batch is unknown either way
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class MergeViews(_ViewsLayer):
-    """Inference: logits of TestTimeViews' V views [V * N, K] -> log of the weighted mean of their
-    softmax probabilities [N, K] (so softmax(scores) is that mean exactly)."""
-
-    def at_inference(self, logits):
-        weights = VIEW_WEIGHTS[self.level]
-        per_view = keras.ops.reshape(logits, (len(weights), -1, logits.shape[-1]))  # [V, N, K]
-        log_weights = keras.ops.convert_to_tensor([[[math.log(weight)]] for weight in weights], logits.dtype)
-        # log sum_v w_v softmax(l_v) without underflow
-        return keras.ops.logsumexp(log_weights + keras.ops.log_softmax(per_view, axis=-1), axis=0)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape

@@ -5,10 +5,19 @@ single MNIST CNNs (Deotte's Kaggle study; An et al. 2020): batch norm after ever
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import keras
 
-from zoo.models.common import BatchNormalization, check_settings, image_input, scale_pixels
+from zoo.models.common import (
+    BatchNormalization,
+    MergeViews,
+    TestTimeViews,
+    check_settings,
+    check_views,
+    image_input,
+    scale_pixels,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +29,9 @@ class AllConvConfig:
     downsample_kernel: int = 5  # the stage's last conv: k x k, stride 2, 'same'
     head_filters: int = 192  # a 'valid' conv over the whole last feature map -> [N, 1, 1, head_filters]
     dropout: float = 0.4  # after each stage and before the classifier
+    # 1: at inference, also score the four one-pixel shifts (common.VIEW_WEIGHTS["shift"]); 0: none
+    tta_level: int = 0
+    views: ClassVar[str] = "shift"
 
 
 def build_allconv_mnist(config: AllConvConfig = AllConvConfig()) -> keras.Model:
@@ -30,11 +42,13 @@ def _build_allconv(config: AllConvConfig, name: str) -> keras.Model:
     if not config.filters:
         raise ValueError("filters must name at least one stage, got ()")
     check_settings(config, ("num_classes", "convs_per_stage", "downsample_kernel", "head_filters"), ("dropout",))
+    check_views(config.tta_level, config.views)
     if min(_final_size(side, config) for side in config.input_shape[:2]) < 1:
         raise ValueError(f"input_shape {config.input_shape} is too small for {len(config.filters)} stages "
                          f"of {config.convs_per_stage} 'valid' 3x3 convs")
     image = image_input(config.input_shape)
     x = scale_pixels(image)
+    x = TestTimeViews(config.tta_level, config.views, name="views")(x)  # inference: [V * N, 28, 28, 1]
     for stage, filters in enumerate(config.filters):
         for index in range(config.convs_per_stage):
             x = _conv_bn_relu(x, filters, 3, 1, "valid", f"stage{stage}_conv{index}")  # H, W shrink by 2
@@ -43,7 +57,8 @@ def _build_allconv(config: AllConvConfig, name: str) -> keras.Model:
     x = _conv_bn_relu(x, config.head_filters, (x.shape[1], x.shape[2]), 1, "valid", "head")  # [N, 1, 1, head_filters]
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
-    scores = keras.layers.Dense(config.num_classes, name="scores")(x)  # logits [N, K]
+    logits = keras.layers.Dense(config.num_classes, name="scores")(x)  # [N, K] ([V * N, K] with views)
+    scores = MergeViews(config.tta_level, config.views, name="merged_views")(logits)  # [N, K]
     return keras.Model(image, scores, name=name)
 
 

@@ -1,5 +1,8 @@
-"""Pieces shared by the image families: the raw-uint8 input, its scaling, and batch norm."""
+"""Pieces shared by the image families: the raw-uint8 input, its scaling, batch norm, and
+test-time views."""
 from __future__ import annotations
+
+import math
 
 import keras
 
@@ -76,3 +79,85 @@ class BatchNormalization(keras.layers.BatchNormalization):
         supported = keras.backend.standardize_dtype(inputs.dtype) in ("float32", "bfloat16")
         return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4 and supported
                 and self.axis in (-1, 3) and not self.renorm and not self.synchronized and self.epsilon >= 1.001e-5)
+
+
+# Test-time augmentation inside the graph: scheme -> level -> the views' weights, in TestTimeViews'
+# order. mirror (airbench): the image, its mirror, then (level 2) the up-left and down-right one-pixel
+# shifts of the reflect-padded image, each with its mirror (1/2 plain, 1/2 shifted). shift (digits,
+# which a mirror would change): the image, then (level 1) its one-pixel shifts up, down, left and
+# right, zero-filled (half the weight on the image, as airbench).
+VIEW_WEIGHTS = {"mirror": {0: (1.0,), 1: (0.5, 0.5), 2: (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)},
+                "shift": {0: (1.0,), 1: (0.5, 0.125, 0.125, 0.125, 0.125)}}
+
+
+def check_views(level, scheme: str) -> None:
+    if scheme not in VIEW_WEIGHTS or level not in VIEW_WEIGHTS[scheme]:
+        raise ValueError(f"tta_level must be one of {sorted(VIEW_WEIGHTS.get(scheme, {}))} "
+                         f"({scheme} views), got {level!r}")
+
+
+def describe_views(level: int, scheme: str) -> str:
+    """The views of `level` in words (the card's preprocessing), '' for none."""
+    if not level:
+        return ""
+    if scheme == "shift":
+        return "the image and its one-pixel shifts up, down, left and right, zero-filled"
+    return "the image and its mirror" + (", and one-pixel shifts of both" if level > 1 else "")
+
+
+class _ViewsLayer(keras.layers.Layer):
+    """A test-time-augmentation step of `level` of `scheme` (VIEW_WEIGHTS): identity while training."""
+
+    def __init__(self, level: int, scheme: str = "mirror", **kwargs):
+        super().__init__(**kwargs)
+        check_views(level, scheme)
+        self.level = level
+        self.scheme = scheme
+
+    def call(self, inputs, training=None):
+        return inputs if training or self.level == 0 else self.at_inference(inputs)
+
+    def at_inference(self, inputs):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "level": self.level, "scheme": self.scheme}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TestTimeViews(_ViewsLayer):
+    """Inference: the batch [N, H, W, C] -> its views stacked on the batch axis [V * N, H, W, C],
+    in VIEW_WEIGHTS' order. Batch norm normalises with its moving statistics at inference, so
+    stacking views changes no view's scores."""
+
+    def at_inference(self, images):
+        height, width = images.shape[1], images.shape[2]
+        if self.scheme == "shift":
+            padded = keras.ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])  # zeros: the digits' background
+            return keras.ops.concatenate([images, padded[:, 2:, 1:-1], padded[:, :height, 1:-1],
+                                          padded[:, 1:-1, 2:], padded[:, 1:-1, :width]], axis=0)
+        views = [images, keras.ops.flip(images, axis=2)]
+        if self.level == 2:
+            padded = keras.ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+            for shifted in (padded[:, :height, :width], padded[:, 2:, 2:]):
+                views += [shifted, keras.ops.flip(shifted, axis=2)]
+        return keras.ops.concatenate(views, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape  # the batch is unknown either way
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MergeViews(_ViewsLayer):
+    """Inference: logits of TestTimeViews' V views [V * N, K] -> log of the weighted mean of their
+    softmax probabilities [N, K] (so softmax(scores) is that mean exactly)."""
+
+    def at_inference(self, logits):
+        weights = VIEW_WEIGHTS[self.scheme][self.level]
+        per_view = keras.ops.reshape(logits, (len(weights), -1, logits.shape[-1]))  # [V, N, K]
+        log_weights = keras.ops.convert_to_tensor([[[math.log(weight)]] for weight in weights], logits.dtype)
+        # log sum_v w_v softmax(l_v) without underflow
+        return keras.ops.logsumexp(log_weights + keras.ops.log_softmax(per_view, axis=-1), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

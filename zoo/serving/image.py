@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from zoo import metrics
 from zoo.artifact import ArtifactError
 from zoo.data import common
+from zoo.models.common import describe_views
 from zoo.registry import ModelSpec
 
 MAX_BATCH = 256  # images per signature call; larger inputs are processed in chunks
@@ -36,9 +37,8 @@ def preprocessing_doc(spec: ModelSpec) -> str:
     text = "uint8 pixels -> float32 / 255"
     if getattr(spec.config, "mean", None):
         text += f" -> (x - mean) / std per channel, mean={list(spec.config.mean)}, std={list(spec.config.std)}"
-    level = getattr(spec.config, "tta_level", 0)
-    if level:
-        views = "the image and its mirror" + (", and one-pixel shifts of both" if level > 1 else "")
+    views = describe_views(getattr(spec.config, "tta_level", 0), getattr(spec.config, "views", "mirror"))
+    if views:
         text += f" -> test-time views ({views}); scores = log of their weighted mean probability"
     return text + " (inside the graph)"
 
