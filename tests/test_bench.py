@@ -3,6 +3,7 @@ run of the serving bench against a real server)."""
 import pytest
 
 from training.bench.render import markdown
+from zoo import registry
 
 
 def _results(fraction: float, pipeline_ratio: float, speedup: float, ratio: float) -> dict:
@@ -172,10 +173,28 @@ def test_a_retrained_model_is_timed_to_its_bar_and_the_replaced_artifacts_figure
     monkeypatch.setattr(artifact, "committed_card", {"lstm_ptb": card}.get)
     # The validation split is read each epoch: the old artifact's validation figure is the target.
     assert measure.retrained_targets("lstm_ptb") == {
-        "lstm_ptb to 110 validation perplexity (its bar; read each epoch)":
+        "lstm_ptb to 110 validation perplexity (its test bar; read each epoch)":
             {"status": "reached", "epoch": 2, "minutes": 2.0, "value": 100.0},
         "lstm_ptb to 92.3 validation perplexity (version 1's; read each epoch)":
             {"status": "reached", "epoch": 3, "minutes": 3.0, "value": 90.0}}
     del card["previous"]
     assert measure.retrained_targets("lstm_ptb") == {} and measure.retrained_targets("rnn_ptb") == {}
 
+
+
+def test_a_paper_schedule_log_of_another_architecture_is_not_timed(monkeypatch, tmp_path):
+    import dataclasses
+    import json
+
+    from training.bench import measure
+
+    monkeypatch.setattr(measure, "REPORT_DIR", tmp_path)
+    assert measure.paper_history("lstm_ptb") == ({}, "not run (`make paper-lstm_ptb`)")
+    (tmp_path / "lstm_ptb_paper_schedule.csv").write_text("epoch,elapsed_seconds,val_perplexity\n0,60.0,120.0\n")
+    config = dataclasses.asdict(registry.get("lstm_ptb").config)
+    for other in ({**config, "hidden_units": 256}, None):
+        (tmp_path / "lstm_ptb_paper_schedule.json").write_text(json.dumps({"model_config": other}))
+        assert measure.paper_history("lstm_ptb")[1].startswith("run on another architecture")
+    (tmp_path / "lstm_ptb_paper_schedule.json").write_text(json.dumps({"model_config": config}))
+    assert measure.paper_history("lstm_ptb") == ({"epoch": [1], "elapsed_seconds": [60.0], "val_perplexity": [120.0]},
+                                                 "")

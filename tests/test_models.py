@@ -225,8 +225,15 @@ def test_allconv_test_time_views_average_the_four_one_pixel_shifts():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(tta(images, training=False))),
                                expected, atol=1e-5)
     assert tta(images, training=True).shape == (3, 10)  # training: the image alone
+    # The layer's own order (the shifts' weights are equal, so the scores alone could not tell).
+    stacked = common.TestTimeViews(1, "shift")(images.astype(np.float32), training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(stacked), np.concatenate(views).astype(np.float32))
     with pytest.raises(ValueError, match=r"tta_level must be one of \[0, 1\] \(shift views\), got 2"):
         allconv.build_allconv_mnist(allconv.AllConvConfig(tta_level=2))
+    with pytest.raises(ValueError, match=r"tta_level must be one of \[0, 1\] \(shift views\), got True"):
+        allconv.build_allconv_mnist(allconv.AllConvConfig(tta_level=True))
+    with pytest.raises(ValueError, match=r"view scheme must be one of \['mirror', 'shift'\], got 'spin'"):
+        common.TestTimeViews(1, "spin")
 
 
 def test_fused_batch_norm_takes_bfloat16_under_mixed_precision():

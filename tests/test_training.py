@@ -1,5 +1,6 @@
 """Training machinery: learning-rate schedules, the time limit, the paper schedules."""
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -75,12 +76,13 @@ def test_ema_recipe_ends_training_with_the_moving_average():
         Recipe(ema_momentum=1.5)
 
 
-def test_time_limit_stops_after_the_first_epoch_past_it(tmp_path):
+def test_time_limit_stops_after_the_first_epoch_past_it(tmp_path, capsys):
     model, dataset = tiny_regression()
     model.compile(optimizer="sgd", loss="mse")
     recipe = Recipe(epochs=5, time_limit_minutes=1e-9)
     history = loop.fit(model, recipe, dataset, dataset, tmp_path, verbose=0)
     assert history["epoch"] == [1]
+    assert "training stops after epoch 1 of 5" in capsys.readouterr().err
     history = loop.fit(model, dataclasses.replace(recipe, time_limit_minutes=None), dataset, dataset,
                        tmp_path / "unlimited", verbose=0)
     assert history["epoch"] == [1, 2, 3, 4, 5]
@@ -211,12 +213,34 @@ def test_a_training_card_names_the_artifact_it_replaces_and_its_readme_says_so(m
     from zoo import artifact
     from zoo.card import write_card_readme
 
+    def artifact_with(card):
+        folder = tmp_path / "exports" / str(len(list((tmp_path / "exports").glob("*"))))
+        folder.mkdir(parents=True)
+        (folder / artifact.MANIFEST_NAME).write_text("")
+        (folder / artifact.CARD_NAME).write_text(json.dumps(
+            {"name": "cnn_mnist", "task": "image", "label_names": [], **card}))
+        return folder
+
+    (tmp_path / "exports").mkdir()
     old = {"version": 2, "created": "then", "metrics": {"test_accuracy": {"value": 0.99, "split": "test"}}}
-    monkeypatch.setattr(artifact, "committed_card", {"cnn_mnist": old}.get)
-    assert cards.previous_artifact("cnn_mnist") == {"version": 2, "created": "then", "metrics": {"test_accuracy": 0.99}}
-    assert cards.previous_artifact("mlp_mnist") is None  # a first run
-    old["metrics"] = {"test_accuracy": "n/a"}  # unreadable: the new card just lacks the link
-    assert cards.previous_artifact("cnn_mnist") is None
+    assert cards.previous_artifact(artifact_with(old)) == {
+        "version": 2, "created": "then", "metrics": {"test_accuracy": 0.99}}
+    assert cards.previous_artifact(tmp_path / "nothing-here") is None  # a first export
+    # A figure that is not a number is left out, not the link; an unreadable card gives no link.
+    odd = {**old, "metrics": {"test_accuracy": {"value": None}, "validation_accuracy": {"value": 0.98}}}
+    assert cards.previous_artifact(artifact_with(odd))["metrics"] == {"validation_accuracy": 0.98}
+    assert cards.previous_artifact(artifact_with({**old, "version": "two"})) is None
+    # The card names what the export's own destination held, not the committed artifact.
+    spec = registry.get("cnn_mnist")
+    monkeypatch.setattr(cards, "files_sha256", lambda dataset: {})
+    model = spec.build()
+    made = cards.make_card(spec, resolve(spec), model, {}, {}, 0.0, destination=tmp_path / "elsewhere")
+    assert "previous" not in made
+    made = cards.make_card(spec, resolve(spec), model, {}, {}, 0.0, destination=artifact_with(old))
+    assert made["previous"]["version"] == 2
+    assert artifact.card_problems({**made, "metrics": {spec.metric_key: {"value": 1, "split": "test", "examples": 1}},
+                                   "previous": {"version": 0, "metrics": {}}}, spec)[-1].startswith(
+        "card previous must be")
     card = {"name": "cnn_mnist", "parameter_count": 1, "dataset": {"name": "mnist"},
             "metrics": {"test_accuracy": {"value": 0.995, "split": "test", "examples": 10000}},
             "previous": {"version": 2, "metrics": {"test_accuracy": 0.99}}}

@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -30,7 +31,8 @@ def files_sha256(dataset: str) -> dict[str, str]:
 
 
 def make_card(spec: ModelSpec, recipe: Recipe, model: keras.Model, metrics: dict, history: dict,
-              wall_seconds: float, extra: dict | None = None) -> dict[str, Any]:
+              wall_seconds: float, extra: dict | None = None, destination: Path | None = None) -> dict[str, Any]:
+    """The card of a run that exports to `destination` (default: the committed artifact's folder)."""
     dataset_card: dict[str, Any] = {"name": spec.dataset, "files_sha256": files_sha256(spec.dataset)}
     if spec.dataset in tfds.list_builders():
         dataset_card["version"] = str(tfds.builder(spec.dataset).info.version)
@@ -57,21 +59,29 @@ def make_card(spec: ModelSpec, recipe: Recipe, model: keras.Model, metrics: dict
         },
         "versions": library_versions(),
         "created": utc_now(),
-        **({"previous": previous} if (previous := previous_artifact(spec.name)) else {}),
+        **({"previous": previous} if (previous := previous_artifact(destination or artifact.committed_dir(spec.name)))
+           else {}),
         **(extra or {}),
     }
 
 
-def previous_artifact(name: str) -> dict[str, Any] | None:
-    """The committed artifact a new run of `name` replaces: its version and metrics (the bench
-    times the new run to them); None for a first run."""
+def previous_artifact(folder: Path) -> dict[str, Any] | None:
+    """The artifact in `folder` that a new export there replaces: its version and numeric test and
+    validation metrics (the bench times the new run to them); None where there is none."""
+    if not artifact.is_artifact(folder):
+        return None
     try:
-        card = artifact.committed_card(name)
-        return None if card is None else {
-            "version": artifact.card_version(card), "created": card.get("created"),
-            "metrics": {key: float(entry["value"]) for key, entry in card["metrics"].items()}}
-    except (artifact.ArtifactError, AttributeError, KeyError, TypeError, ValueError):
+        card = artifact.read_card(folder)
+        version = artifact.card_version(card)
+        entries = card.get("metrics")
+    except artifact.ArtifactError:
         return None  # an unreadable old card must not cost the run: the new card just lacks the link
+    metrics = {}
+    for key, entry in (entries if isinstance(entries, dict) else {}).items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[key] = float(value)  # a figure that is not a number is left out, not the link
+    return {"version": version, "created": card.get("created"), "metrics": metrics}
 
 
 def cpu_description() -> tuple[str, list[str]]:

@@ -34,7 +34,8 @@ def train(spec: ModelSpec, recipe: Recipe, data_dir, destination: Path | None, w
     model, measured, history, compute = train_image_model(spec, recipe, data_dir, work_dir, strategy, verbose)
     card = cards.make_card(spec, recipe, model, measured, history, time.perf_counter() - started,
                            extra={"distribute": type(strategy).__name__ if strategy else "none",
-                                  "training_flops": compute, "evaluation": EVALUATION[recipe.validation]})
+                                  "training_flops": compute, "evaluation": EVALUATION[recipe.validation]},
+                           destination=destination)
     if not distribute.is_chief():
         return None  # in multi-worker training only the chief writes the artifact
     path = export(model, spec, card, destination)

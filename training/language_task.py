@@ -73,7 +73,7 @@ def train_on_lines(spec, recipe: Recipe, lines: Mapping[str, Sequence[str]], des
     model, history = fit_language_model(spec, recipe, lines, vocabulary, work_dir, strategy, verbose)
     measured = perplexities(model, {split: lines[split] for split in EVALUATED_SPLITS.values()}, work_dir)
     card = cards.make_card(spec, recipe, model, measured, history, time.perf_counter() - started,
-                           extra=card_extra(spec, vocabulary))
+                           extra=card_extra(spec, vocabulary), destination=destination)
     path = export(model, spec, card, destination)
     loop.clear_checkpoints(work_dir)
     return path

@@ -181,6 +181,10 @@ class TimeLimit(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs and logs.get("elapsed_seconds", 0.0) >= 60 * self.minutes:
             self.model.stop_training = True
+            if epoch + 1 < self.params.get("epochs", 0):  # said, so that a slower machine's shorter run is no surprise
+                print(f"time limit: {logs['elapsed_seconds'] / 60:.1f} min of training past the recipe's "
+                      f"{self.minutes:g}, so training stops after epoch {epoch + 1} of {self.params['epochs']} "
+                      "(the card records the epochs run)", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------

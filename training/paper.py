@@ -8,6 +8,7 @@ Resumes after an interruption like `make train-NAME`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -61,7 +62,8 @@ def run(name: str, minutes: float | None = None, data_dir=None, report_dir: Path
         report_dir.mkdir(parents=True, exist_ok=True)
         log_path = report_dir / f"{name}_paper_schedule.csv"
         files.write_atomically(log_path, (work_dir / loop.LOG_FILE).read_bytes())
-        summary = {"name": name, "minutes_budget": minutes, "recipe": PAPER_SCHEDULES[name],
+        summary = {"name": name, "model_config": dataclasses.asdict(spec.config),  # what the bench times
+                   "minutes_budget": minutes, "recipe": PAPER_SCHEDULES[name],
                    "final_metrics": metrics, "hardware": cards.hardware_summary(), "created": cards.utc_now(),
                    "command": f"make paper-{name}"}
         files.write_atomically(log_path.with_suffix(".json"),

@@ -232,7 +232,19 @@ def card_problems(card: dict[str, Any], spec: registry.ModelSpec) -> list[str]:
             problems.append(f"metric {key!r} lacks value/split/examples")
     if spec.metric_key not in card["metrics"]:
         problems.append(f"card has no {spec.metric_key}")
+    if "previous" in card and not _is_previous(card["previous"]):
+        problems.append("card previous must be {'version': a whole number >= 1, 'metrics': {name: number}}, "
+                        f"got {card['previous']!r:.80}")
     return problems
+
+
+def _is_previous(previous: Any) -> bool:
+    """The shape of a card's `previous` (training.cards.previous_artifact)."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (isinstance(previous, dict) and isinstance(previous.get("version"), int)
+            and not isinstance(previous["version"], bool) and previous["version"] >= 1
+            and isinstance(previous.get("metrics"), dict) and all(map(number, previous["metrics"].values())))
 
 
 # The operations the zoo's own exports use (tests/test_artifact_safety.py exports every registered

@@ -69,7 +69,7 @@ def _previous_line(card: dict) -> str:
     if not previous:
         return ""
     figures = ", ".join(f"{key.replace('_', ' ')} {value:.4g}" for key, value in previous["metrics"].items())
-    return f"\n- Replaces version {previous['version']} ({figures})"
+    return f"\n- Replaces version {previous['version']}" + (f" ({figures})" if figures else "")
 
 
 def _repeats_line(repeats: dict | None) -> str:

@@ -1,6 +1,7 @@
 """The benchmark measurements: `run` returns the figures that render.py turns into bench.md."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -244,9 +245,20 @@ def card_history(name: str) -> dict:
     return card["training"]["history"] if card else {}
 
 
-def paper_history(name: str) -> dict:
-    """The paper schedule's log written by `make paper-NAME` (training/paper.py), if run."""
-    return loop.read_history(REPORT_DIR / f"{name}_paper_schedule.csv")
+def paper_history(name: str) -> tuple[dict, str]:
+    """The paper schedule's log written by `make paper-NAME` (training/paper.py), and the status
+    when there is none to time: not run, or run on another architecture than the registry's now
+    (its summary's model_config)."""
+    log = REPORT_DIR / f"{name}_paper_schedule.csv"
+    if not log.is_file():
+        return {}, f"not run (`make paper-{name}`)"
+    try:
+        config = json.loads(log.with_suffix(".json").read_text()).get("model_config")
+    except (OSError, ValueError, AttributeError):
+        config = None
+    if config != json.loads(json.dumps(dataclasses.asdict(registry.get(name).config), default=list)):
+        return {}, f"run on another architecture than the registry's (rerun `make paper-{name}`)"
+    return loop.read_history(log), ""
 
 
 XLA_COMPARED = ("resnet20_cifar10", "mlp_mnist")  # a convolutional and a dropout model
@@ -377,20 +389,13 @@ def time_to_accuracy() -> dict:
     for name, (key, value, what) in PAPER_TARGETS.items():
         lower_is_better = not registry.get(name).higher_is_better
         runs = (("committed recipe", card_history(name), "no committed artifact"),
-                ("paper schedule", paper_history(name), f"not run (`make paper-{name}`)"))
+                ("paper schedule", *paper_history(name)))
         for schedule, history, missing in runs:
             results[f"{name} to {value:g} {what}, {schedule}"] = time_to_target(
                 history, key, value, lower_is_better, missing)
     for name, previous in SUCCESSORS.items():
-        spec = registry.get(name)
-        history, key, how = test_history(name)
-        targets = [(spec.bar, "its bar")]
         figure = artifact.committed_value(registry.get(previous))
-        if figure is not None:
-            targets.append((figure, f"{previous}'s"))
-        for value, whose in targets:
-            results[f"{name} to {value:.4g} test {spec.metric} ({whose}; {how})"] = time_to_target(
-                history, key, value, not spec.higher_is_better, "no committed artifact")
+        results.update(_bar_and_figure(name, "test", *test_history(name), figure, f"{previous}'s"))
     for name in registry.list_models():
         results.update(retrained_targets(name))
     return results
@@ -398,8 +403,9 @@ def time_to_accuracy() -> dict:
 
 def retrained_targets(name: str) -> dict:
     """A retrained model (its card names the artifact it replaced, `previous`): minutes to its bar
-    and to the replaced artifact's figure, on the split the run read each epoch (PTB: validation,
-    against the old artifact's validation figure), else on the test split."""
+    and to the replaced artifact's figure. Judged on the validation split where the run read it
+    each epoch (PTB; the old artifact's validation figure, and the test bar on validation), else
+    on the test split as test_history reads it (each epoch, or once after training)."""
     card = artifact.committed_card(name)
     previous = (card or {}).get("previous")
     if not card or not previous:
@@ -409,12 +415,19 @@ def retrained_targets(name: str) -> dict:
         split, history, key, how = "validation", card["training"]["history"], f"val_{spec.metric}", "read each epoch"
     else:
         split, (history, key, how) = "test", test_history(name)
-    targets = [(spec.bar, "its bar")]
     figure = previous["metrics"].get(f"{split}_{spec.metric}")
-    if figure is not None:
-        targets.append((figure, f"version {previous['version']}'s"))
-    return {f"{name} to {value:.4g} {split} {spec.metric} ({whose}; {how})":
-            time_to_target(history, key, value, not spec.higher_is_better) for value, whose in targets}
+    return _bar_and_figure(name, split, history, key, how, figure, f"version {previous['version']}'s")
+
+
+def _bar_and_figure(name: str, split: str, history: dict, key: str, how: str, figure: float | None,
+                    whose: str) -> dict:
+    """Minutes to `name`'s bar and to another artifact's figure (when there is one) in `history`."""
+    spec = registry.get(name)
+    bar = "its bar" if split == "test" else "its test bar"
+    targets = [(spec.bar, bar), *([(figure, whose)] if figure is not None else [])]
+    return {f"{name} to {value:.4g} {split} {spec.metric} ({label}; {how})":
+            time_to_target(history, key, value, not spec.higher_is_better, "no committed artifact")
+            for value, label in targets}
 
 
 def test_history(name: str) -> tuple[dict, str, str]:

@@ -136,9 +136,11 @@ def _time_to_accuracy(results: dict) -> list[str]:
     lines = ["\n## Time to accuracy\n",
              "The committed recipe's minutes come from its card's per-epoch history; the paper schedule's "
              "from `make paper-<name>` (training/paper.py), run for as long as the committed recipe took, "
-             "its log kept in reports/time_to_accuracy/. Newer models are timed to their bar and to the figure "
-             "of the artifact they improve on: from the per-epoch history where the recipe read the test split "
-             "each epoch, else (test read once, after training) the whole run is the time to its final figure.\n",
+             "its log kept in reports/time_to_accuracy/ (a log of an earlier architecture is not timed). Newer models "
+             "are timed to their bar and to the figure of the artifact they improve on, retrained ones to their bar "
+             "and to the figure of the version they replace: from the per-epoch history where the recipe read the "
+             "test split (or, PTB, the validation split) each epoch, else (test read once, after training) the whole "
+             "run is the time to its final figure.\n",
              "| target | status | epochs | minutes | value then (reached), or best (not reached) |",
              "|---|---|---|---|---|"]
     for target, entry in results["time_to_accuracy"].items():

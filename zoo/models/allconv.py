@@ -48,7 +48,7 @@ def _build_allconv(config: AllConvConfig, name: str) -> keras.Model:
                          f"of {config.convs_per_stage} 'valid' 3x3 convs")
     image = image_input(config.input_shape)
     x = scale_pixels(image)
-    x = TestTimeViews(config.tta_level, config.views, name="views")(x)  # inference: [V * N, 28, 28, 1]
+    x = TestTimeViews(config.tta_level, config.views, name="views")(x)  # inference: [V * N, H, W, C]
     for stage, filters in enumerate(config.filters):
         for index in range(config.convs_per_stage):
             x = _conv_bn_relu(x, filters, 3, 1, "valid", f"stage{stage}_conv{index}")  # H, W shrink by 2
@@ -57,6 +57,8 @@ def _build_allconv(config: AllConvConfig, name: str) -> keras.Model:
     x = _conv_bn_relu(x, config.head_filters, (x.shape[1], x.shape[2]), 1, "valid", "head")  # [N, 1, 1, head_filters]
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
+    # The Dense keeps the name "scores" it had before views existed, so committed weights files
+    # (matched by layer name) still load; airbench names its MergeViews "scores" instead.
     logits = keras.layers.Dense(config.num_classes, name="scores")(x)  # [N, K] ([V * N, K] with views)
     scores = MergeViews(config.tta_level, config.views, name="merged_views")(logits)  # [N, K]
     return keras.Model(image, scores, name=name)

@@ -91,9 +91,10 @@ VIEW_WEIGHTS = {"mirror": {0: (1.0,), 1: (0.5, 0.5), 2: (0.25, 0.25, 0.125, 0.12
 
 
 def check_views(level, scheme: str) -> None:
-    if scheme not in VIEW_WEIGHTS or level not in VIEW_WEIGHTS[scheme]:
-        raise ValueError(f"tta_level must be one of {sorted(VIEW_WEIGHTS.get(scheme, {}))} "
-                         f"({scheme} views), got {level!r}")
+    if scheme not in VIEW_WEIGHTS:
+        raise ValueError(f"test-time view scheme must be one of {sorted(VIEW_WEIGHTS)}, got {scheme!r}")
+    if not isinstance(level, int) or isinstance(level, bool) or level not in VIEW_WEIGHTS[scheme]:
+        raise ValueError(f"tta_level must be one of {sorted(VIEW_WEIGHTS[scheme])} ({scheme} views), got {level!r}")
 
 
 def describe_views(level: int, scheme: str) -> str:
@@ -132,15 +133,18 @@ class TestTimeViews(_ViewsLayer):
 
     def at_inference(self, images):
         height, width = images.shape[1], images.shape[2]
-        if self.scheme == "shift":
+        if self.scheme == "shift":  # level 1
             padded = keras.ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])  # zeros: the digits' background
-            return keras.ops.concatenate([images, padded[:, 2:, 1:-1], padded[:, :height, 1:-1],
-                                          padded[:, 1:-1, 2:], padded[:, 1:-1, :width]], axis=0)
-        views = [images, keras.ops.flip(images, axis=2)]
-        if self.level == 2:
-            padded = keras.ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
-            for shifted in (padded[:, :height, :width], padded[:, 2:, 2:]):
-                views += [shifted, keras.ops.flip(shifted, axis=2)]
+            views = [images, padded[:, 2:, 1:-1], padded[:, :height, 1:-1],  # up, down
+                     padded[:, 1:-1, 2:], padded[:, 1:-1, :width]]  # left, right
+        else:
+            views = [images, keras.ops.flip(images, axis=2)]
+            if self.level == 2:
+                padded = keras.ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+                for shifted in (padded[:, :height, :width], padded[:, 2:, 2:]):
+                    views += [shifted, keras.ops.flip(shifted, axis=2)]
+        # MergeViews reads the views back with VIEW_WEIGHTS' count: a new level must add both.
+        assert len(views) == len(VIEW_WEIGHTS[self.scheme][self.level]), (self.scheme, self.level, len(views))
         return keras.ops.concatenate(views, axis=0)
 
     def compute_output_shape(self, input_shape):
