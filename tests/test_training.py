@@ -234,7 +234,7 @@ def test_a_training_card_names_the_artifact_it_replaces_and_its_readme_says_so(m
     spec = registry.get("cnn_mnist")
     monkeypatch.setattr(cards, "files_sha256", lambda dataset: {})
     model = spec.build()
-    made = cards.make_card(spec, resolve(spec), model, {}, {}, 0.0, destination=str(tmp_path / "elsewhere"))
+    made = cards.make_card(spec, resolve(spec), model, {}, {}, 0.0, destination=tmp_path / "elsewhere")
     assert "previous" not in made
     made = cards.make_card(spec, resolve(spec), model, {}, {}, 0.0, destination=artifact_with(old))
     assert made["previous"]["version"] == 2

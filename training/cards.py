@@ -31,8 +31,7 @@ def files_sha256(dataset: str) -> dict[str, str]:
 
 
 def make_card(spec: ModelSpec, recipe: Recipe, model: keras.Model, metrics: dict, history: dict,
-              wall_seconds: float, extra: dict | None = None,
-              destination: str | os.PathLike | None = None) -> dict[str, Any]:
+              wall_seconds: float, extra: dict | None = None, destination: Path | None = None) -> dict[str, Any]:
     """The card of a run that exports to `destination` (default: the committed artifact's folder)."""
     dataset_card: dict[str, Any] = {"name": spec.dataset, "files_sha256": files_sha256(spec.dataset)}
     if spec.dataset in tfds.list_builders():
@@ -60,8 +59,8 @@ def make_card(spec: ModelSpec, recipe: Recipe, model: keras.Model, metrics: dict
         },
         "versions": library_versions(),
         "created": utc_now(),
-        **({"previous": previous} if (previous := previous_artifact(
-            Path(destination) if destination else artifact.committed_dir(spec.name))) else {}),
+        **({"previous": previous} if (previous := previous_artifact(destination or artifact.committed_dir(spec.name)))
+           else {}),
         **(extra or {}),
     }
 

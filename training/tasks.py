@@ -2,6 +2,7 @@
 in training that picks the code for a task."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,14 +23,15 @@ EPOCH_VALIDATION_SPLIT = {"image": lambda recipe: recipe.get("validation", "test
 
 
 def train(name: str, overrides: Mapping[str, Any] | None = None, data_dir=None,
-          destination: Path | None = None, work_dir: Path | None = None,
+          destination: str | os.PathLike | None = None, work_dir: Path | None = None,
           strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> Path | None:
     """Train the registered model `name` and export it; returns the artifact folder (None on a
     multi-worker run's non-chief workers, which only train). Holds work_dir's lock throughout:
     a second training of the same folder is refused (loop.WorkDirBusy) instead of mixing with it."""
     spec = registry.get(name)
     recipe = resolve(spec, overrides)
-    export.check_target(Path(destination or artifact.export_dir(name)))  # before hours of training
+    destination = Path(destination) if destination else None  # --output arrives as a string
+    export.check_target(destination or artifact.export_dir(name))  # before hours of training
     keras.utils.set_random_seed(recipe.seed)
     work_dir = Path(work_dir or loop.CHECKPOINT_ROOT / name)
     if distribute.is_multi_worker(strategy):
