@@ -31,13 +31,14 @@ def test_variants_are_measured_on_validation_and_tabled_best_first(fake_training
     assert spec.config.weight_drop == 0.5 and spec.config.locked_dropout and recipe.epochs == 2
     result = json.loads((reports / "lstm_ptb" / "weight_drop_half.json").read_text())
     assert result["value"] == 107.0 and result["epochs"] == 2 and result["metric"] == "validation_perplexity"
+    assert result["history"] == {"epoch": [1, 2], "loss": [5.0, 4.0], "val_loss": [5.1, 4.2]}  # per-epoch record
     assert result["command"] == ("python -m training.ablation lstm_ptb weight_drop_half --config weight_drop=0.5 "
                                  "--config locked_dropout=true --set epochs=2")
     table = (reports / "lstm_ptb.md").read_text().splitlines()
     rows = [line for line in table if line.startswith("| ") and not line.startswith("| variant")]
     baseline = 100 + 10 * registry.get("lstm_ptb").config.weight_drop + 2  # the registry's weight_drop
     assert baseline < 107  # the faked perplexity grows with weight_drop: the baseline is tabled first
-    assert rows[0].startswith(f"| baseline | epochs=2 | {baseline:.4g} validation_perplexity | 2 |")
+    assert rows[0].startswith(f"| baseline | epochs=2 | {baseline:.5g} validation_perplexity | 2 |")
     assert rows[1].startswith("| weight_drop_half | weight_drop=0.5, locked_dropout=True, epochs=2 | 107")
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())  # checkpoints cleared
 

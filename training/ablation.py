@@ -2,8 +2,9 @@
 variant of a registered model's recipe, trained without exporting and measured on the validation
 split (never the test split), for choosing recipes and for the README's "what each part bought".
 
-Each variant is a timed run (run them one at a time); its result goes to
-reports/ablation/NAME/VARIANT.json and the table of every variant so far to reports/ablation/NAME.md.
+Each variant is a timed run (run them one at a time); its result (the final figure and the
+per-epoch history) goes to reports/ablation/NAME/VARIANT.json and the table of every variant so
+far to reports/ablation/NAME.md.
 `--config` overrides the model's architecture settings (e.g. weight_drop=0), `--set` the recipe's.
 Resumes after an interruption like `make train-NAME`.
 """
@@ -63,7 +64,7 @@ def run(name: str, variant: str, config: dict[str, Any], overrides: dict[str, An
         result = {"name": name, "variant": variant, "config_overrides": config, "recipe_overrides": overrides,
                   "metric": metrics_of[spec.task], "value": metrics[metrics_of[spec.task]]["value"], "metrics": metrics,
                   "epochs": len(history.get("epoch", [])), "minutes": (time.perf_counter() - started) / 60,
-                  "hardware": cards.hardware_summary()["summary"], "created": cards.utc_now(),
+                  "history": history, "hardware": cards.hardware_summary()["summary"], "created": cards.utc_now(),
                   "command": command_line or command(name, variant, config, overrides)}
         path = report_dir / name / f"{variant}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,7 @@ def markdown(name: str, report_dir: Path = REPORT_DIR) -> str:
     for result in results:
         changes = ", ".join(f"{key}={value}" for key, value in
                             {**result["config_overrides"], **result["recipe_overrides"]}.items()) or "none"
-        lines.append(f"| {result['variant']} | {changes} | {result['value']:.4g} {result['metric']} | "
+        lines.append(f"| {result['variant']} | {changes} | {result['value']:.5g} {result['metric']} | "
                      f"{result['epochs']} | {result['minutes']:.1f} | {result['hardware']} |")
     return "\n".join(lines) + "\n"
 
