@@ -98,4 +98,4 @@ def test_verify_passes_on_committed_artifacts():
 def test_readme_model_table_is_current():
     from training.readme import readme_with_table
     readme = (ROOT / "README.md").read_text()
-    assert readme_with_table(readme) == readme, "run `python -m zoo list --update-readme`"
+    assert readme_with_table(readme) == readme, "run `make readme-table` (python -m training.readme)"

@@ -16,20 +16,28 @@ README = REPO_ROOT / "README.md"
 
 def markdown_table() -> str:
     """The README's model table, from the registry and the committed cards."""
-    lines = ["| model | test metric | bar | reference | parameters | training on this machine |",
+    lines = ["| model | test metric | bar | reference | parameters | training (the card's machine) |",
              "|---|---|---|---|---|---|"]
     for name in registry.list_models():
         spec = registry.get(name)
         card = artifact.committed_card(name)  # read once per model
         training = measured = "not trained"
         if card is not None:
-            training = f"{card['training']['epochs_run']} epochs, {card['training']['wall_time_seconds'] / 60:.0f} min"
+            training = (f"{card['training']['epochs_run']} epochs, "
+                        f"{card['training']['wall_time_seconds'] / 60:.0f} min, {_machine(card)}")
             value = artifact.card_value(spec, card)
             measured = metric_text(spec, card["metrics"])
             measured = f"{spec.metric} {measured}{'' if spec.meets_bar(value) else ' (bar not met)'}"
         lines.append(f"| `{name}` | {measured} | {spec.bar_text} | {spec.reference or '-'} | "
                      f"{spec.parameter_count:,} | {training} |")
     return "\n".join(lines)
+
+
+def _machine(card: dict) -> str:
+    """The CPU a card's run trained on, in a few words ('2-core AMD EPYC')."""
+    hardware = card["training"].get("hardware") or {}
+    cores = f"{hardware['cpu_count']}-core " if hardware.get("cpu_count") else ""
+    return f"{cores}{hardware['cpu_model']}" if hardware.get("cpu_model") else f"{cores}CPU, model not recorded"
 
 
 def replace_section(text: str, section: str, body: str) -> str:

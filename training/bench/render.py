@@ -163,7 +163,7 @@ def _serving(results: dict) -> list[str]:
              f"Measured {measured['created']} on {measured.get('hardware', 'an unrecorded machine')} "
              f"(1-minute load average {measured['load_average']:.1f}) by "
              f"`python -m training.bench --serving-only`: {serving['requests_per_level']} requests per row from "
-             "client threads on 127.0.0.1, each on a kept-alive connection; p50 / p99 latency, and requests/s. "
+             "client coroutines on 127.0.0.1, each on a kept-alive connection; p50 / p99 latency, and requests/s. "
              "Dynamic batching: at most 32 instances a call, no added wait (requests queued during a call "
              "form the next). The bench shares the machine's cores with whatever else runs: see the load "
              "average.\n",

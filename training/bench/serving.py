@@ -144,7 +144,7 @@ def serving_figures(quick: bool = False, models=MODELS, clients=CLIENTS) -> dict
         # The most batching can give: a call of one image over one image's share of a full batch.
         results["models"][name] = {"direct_predict_p50_ms": one, "direct_batch_per_image_ms": many / batch,
                                    "batching_ceiling": one / (many / batch)}
-    gc.freeze()  # the loaded models' objects: the client threads' allocations would make the GC walk them
+    gc.freeze()  # the loaded models' objects: the clients' allocations would make the GC walk them
     try:
         for batching in (True, False):
             mode = "batching" if batching else "no_batching"
