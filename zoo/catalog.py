@@ -87,25 +87,24 @@ _RESNET_RECIPE = {"epochs": 60, "batch_size": 128, "optimizer": "sgd", "learning
 
 
 def _register_resnet(depth: int, builder, parameter_count: int, bar: float, paper_accuracy: str,
-                     recipe: dict) -> None:
+                     recipe_overrides: dict | None = None) -> None:
     blocks = (depth - 2) // 6
     register(ModelSpec(
         name=f"resnet{depth}_cifar10", task="image", dataset="cifar10",
         builder=builder, config=resnet.ResNetConfig(depth=depth),
         parameter_count=parameter_count, metric="accuracy", bar=bar,
         reference=f"He et al. 2016, 164 epochs: {paper_accuracy}",
-        recipe=recipe, label_names=CIFAR10_LABELS,
+        recipe={**_RESNET_RECIPE, **(recipe_overrides or {})}, label_names=CIFAR10_LABELS,
         description=f"ResNet-{depth} for CIFAR (He et al. 2016): 3 stages x {blocks} basic blocks, "
                     "16/32/64 filters, identity shortcuts, BN.",
     ))
 
 
-_register_resnet(20, resnet.build_resnet20_cifar10, 271_098, bar=0.9125, paper_accuracy="0.9125",
-                 recipe=_RESNET_RECIPE)
+_register_resnet(20, resnet.build_resnet20_cifar10, 271_098, bar=0.9125, paper_accuracy="0.9125")
 # Trained in bfloat16 mixed precision (float32 weights exported; the bench's speed-up) on all
 # 50,000 training images, the test split read once at the end.
 _register_resnet(56, resnet.build_resnet56_cifar10, 857_082, bar=0.93, paper_accuracy="0.9303",
-                 recipe={**_RESNET_RECIPE, "precision": "mixed_bfloat16", "validation": "none"})
+                 recipe_overrides={"precision": "mixed_bfloat16", "validation": "none"})
 
 # airbench94's hyperparameters in Keras' terms (training.loop.CoupledWeightDecaySGD; README "Recipe
 # notes"). Its PyTorch SGD (Nesterov, momentum 0.85, batch 1024, loss summed over the batch) runs
