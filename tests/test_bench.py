@@ -150,6 +150,29 @@ def test_the_mixed_precision_table_shows_each_models_speed_up():
     assert "## Mixed precision" not in markdown(_results(fraction=0.7, pipeline_ratio=6.0, speedup=12.0, ratio=1.1))
 
 
+def test_the_peer_section_shows_what_hoisting_the_inputs_buys():
+    results = _results(fraction=0.7, pipeline_ratio=6.0, speedup=12.0, ratio=1.1)
+    variant = {"examples_per_second": 3000.0, "zoo_ratio": 1.2, "zoo_ratio_range": [1.1, 1.3]}
+    results["peers"] = {"measured": {"created": "now", "hardware": {"summary": "test CPU"}, "load_average": 0.1,
+                                     "threads": 2, "torch": "9.9", "steps_per_round": 10, "rounds": 5, "quick": False},
+                        "models": {"lstm_ptb": {"unit": "tokens", "batch": "64 x 35", "zoo_examples_per_second": 3600.0,
+                                                "parameter_count": 1, "peers": {"eager": variant},
+                                                "zoo_variants": {"Keras' loop": variant}}}}
+    assert ("`lstm_ptb` with Keras' loop: 3000 tokens/s in the same rounds; the zoo's step trains 1.20x (1.10-1.30) "
+            "as fast.") in markdown(results)
+
+
+def test_the_keras_loop_twin_differs_from_the_zoos_only_in_its_loop():
+    from training import language_task
+    from training.recipes import resolve
+    spec = registry.get("lstm_ptb")
+    twins = [language_task.compiled_twin(spec, resolve(spec), 10, hoist_inputs=hoist) for hoist in (True, False)]
+    recurrent = [[layer for layer in twin.layers if hasattr(layer, "hoist_inputs")] for twin in twins]
+    assert [[layer.hoist_inputs for layer in layers] for layers in recurrent] == [[True, True], [False, False]]
+    assert [type(layer) for layer in recurrent[0]] == [type(layer) for layer in recurrent[1]]
+    assert twins[0].count_params() == twins[1].count_params()
+
+
 @pytest.mark.slow
 def test_precision_speedups_time_both_precisions_of_each_model(monkeypatch):
     from training.bench import measure

@@ -107,10 +107,11 @@ def fit_language_model(spec, recipe: Recipe, lines, vocabulary: list[str], work_
     return serving.set_vocabulary(model, vocabulary), history
 
 
-def compiled_twin(spec, recipe: Recipe, steps_per_epoch: int) -> keras.Model:
-    """The stateful training twin of `spec`, compiled with the recipe's optimizer."""
+def compiled_twin(spec, recipe: Recipe, steps_per_epoch: int, hoist_inputs: bool = True) -> keras.Model:
+    """The stateful training twin of `spec`, compiled with the recipe's optimizer (hoist_inputs:
+    see zoo.models.recurrent)."""
     with loop.precision(recipe.precision):
-        twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)
+        twin = language.build_stateful(spec.config, recipe.batch_size, spec.name, hoist_inputs)
     twin.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch),
                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return twin

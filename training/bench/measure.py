@@ -115,11 +115,12 @@ def language_training_throughput(spec, steps: int, rounds: int = 3) -> dict:
     return {**entry, "unit": "tokens", "batch_size": resolve(spec).batch_size}
 
 
-def language_train_step(spec, precision: str = "float32") -> tuple[Callable[[], Any], int]:
+def language_train_step(spec, precision: str = "float32", hoist_inputs: bool = True) -> tuple[Callable[[], Any], int]:
     """(one train step of the stateful training twin on a fixed window of random token ids
-    [batch, sequence_length], already traced; tokens per step)."""
+    [batch, sequence_length], already traced; tokens per step). hoist_inputs=False: with Keras'
+    own recurrent loop (zoo.models.recurrent)."""
     recipe = resolve(spec, {"precision": precision})
-    twin = compiled_twin(spec, recipe, steps_per_epoch=100)
+    twin = compiled_twin(spec, recipe, steps_per_epoch=100, hoist_inputs=hoist_inputs)
     shape = (recipe.batch_size, recipe.sequence_length)
     rng = np.random.default_rng(0)
     inputs, targets = (rng.integers(0, spec.config.vocab_size, shape, dtype=np.int32) for _ in range(2))

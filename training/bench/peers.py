@@ -4,8 +4,9 @@ Needs the optional `peers` extra (PyTorch, CPU build; `make bench-peers` install
 ResNet-20, cnn_mnist and lstm_ptb: the PyTorch model built from the same config (same layer
 shapes and parameter counts: `parameter_count` here equals Keras' count_params, which
 tests/test_bench_peers.py checks), the same batch, loss, optimizer and peak learning rate, float32,
-PyTorch pinned to TensorFlow's thread count. One process alternates rounds (zoo, then each
-PyTorch variant), so a load change on a shared machine falls on both sides of a round's ratio.
+PyTorch pinned to TensorFlow's thread count; for lstm_ptb also the zoo's step with Keras' own
+recurrent loop (zoo.models.recurrent). One process alternates rounds (zoo, then each variant),
+so a load change on a shared machine falls on both sides of a round's ratio.
 Writes the figures under "peers" in reports/bench.json and the table in bench.md.
 """
 from __future__ import annotations
@@ -240,8 +241,8 @@ def _rate(step: Callable[[], Any], steps: int, examples: int) -> float:
 
 
 def compare(name: str, steps: int, rounds: int) -> dict:
-    """Examples/s of the zoo's train step and each PyTorch variant's, alternating round by round;
-    each ratio zoo / variant is the median of the rounds' ratios."""
+    """Examples/s of the zoo's train step, its own variants' and each PyTorch variant's, alternating
+    round by round; each ratio zoo / variant is the median of the rounds' ratios."""
     spec = registry.get(name)
     unit, variants = PEERS[name]
     recipe = resolve(spec)
@@ -251,22 +252,29 @@ def compare(name: str, steps: int, rounds: int) -> dict:
     else:
         zoo_step, examples = image_train_step(spec, spec.build())
         batch = str(recipe.batch_size)
+    # The zoo's own alternatives, timed in the same rounds: zoo / alternative is what each buys.
+    zoo_variants = {"Keras' recurrent loop (inputs not hoisted)": language_train_step(spec, hoist_inputs=False)[0]
+                    } if unit == "tokens" else {}
     peer_steps = {label: factory(spec) for label, factory in variants.items()}
-    for step in (zoo_step, *peer_steps.values()):
+    for step in (zoo_step, *zoo_variants.values(), *peer_steps.values()):
         step()  # warm-up (PyTorch's first steps allocate and pick kernels)
     zoo_rates: list[float] = []
-    peer_rates: dict[str, list[float]] = {label: [] for label in peer_steps}
+    other_rates: dict[str, list[float]] = {label: [] for label in (*zoo_variants, *peer_steps)}
     for _ in range(rounds):
         zoo_rates.append(_rate(zoo_step, steps, examples))
-        for label, step in peer_steps.items():
-            peer_rates[label].append(_rate(step, steps, examples))
-    peers = {}
-    for label, rates in peer_rates.items():
-        ratios = [zoo / peer for zoo, peer in zip(zoo_rates, rates)]
-        peers[label] = {"examples_per_second": float(np.median(rates)), "zoo_ratio": float(np.median(ratios)),
-                        "zoo_ratio_range": [float(min(ratios)), float(max(ratios))]}
+        for label, step in (*zoo_variants.items(), *peer_steps.items()):
+            other_rates[label].append(_rate(step, steps, examples))
     return {"unit": unit, "batch": batch, "parameter_count": parameter_count(peer_model(spec)),
-            "zoo_examples_per_second": float(np.median(zoo_rates)), "peers": peers}
+            "zoo_examples_per_second": float(np.median(zoo_rates)),
+            "zoo_variants": {label: _versus(zoo_rates, other_rates[label]) for label in zoo_variants},
+            "peers": {label: _versus(zoo_rates, other_rates[label]) for label in peer_steps}}
+
+
+def _versus(zoo_rates: list[float], rates: list[float]) -> dict:
+    """A variant's median rate and the median (and range) of the rounds' zoo / variant ratios."""
+    ratios = [zoo / other for zoo, other in zip(zoo_rates, rates)]
+    return {"examples_per_second": float(np.median(rates)), "zoo_ratio": float(np.median(ratios)),
+            "zoo_ratio_range": [float(min(ratios)), float(max(ratios))]}
 
 
 def tensorflow_threads() -> int:

@@ -91,6 +91,11 @@ def _peers(results: dict) -> list[str]:
             lines.append(f"| `{name}` ({entry['unit']}) | {entry['batch']} | {entry['zoo_examples_per_second']:.0f} | "
                          f"{label} | {peer['examples_per_second']:.0f} | {peer['zoo_ratio']:.2f}x "
                          f"({low:.2f}-{high:.2f}) | {'; '.join(goals) or '-'} |")
+    for name, entry in peers["models"].items():
+        for label, variant in entry.get("zoo_variants", {}).items():
+            low, high = variant["zoo_ratio_range"]
+            lines.append(f"\n`{name}` with {label}: {variant['examples_per_second']:.0f} {entry['unit']}/s in the same "
+                         f"rounds; the zoo's step trains {variant['zoo_ratio']:.2f}x ({low:.2f}-{high:.2f}) as fast.")
     return lines
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from zoo.models.recurrent import HOISTED_LAYERS
 from zoo.models.rnn_regularizers import WEIGHT_DROP_LAYERS, ActivationPenalty, EmbeddingDropout, locked_dropout
 
 CELLS = ("rnn", "lstm", "gru")
@@ -113,20 +114,19 @@ class ReversibleEmbedding(keras.layers.Embedding):
         return keras.KerasTensor((*inputs.shape[:-1], self.input_dim), dtype=self.compute_dtype)
 
 
-def _recurrent_layer(config: LanguageModelConfig, index: int, stateful: bool) -> keras.layers.RNN:
+def _recurrent_layer(config: LanguageModelConfig, index: int, stateful: bool,
+                     hoist_inputs: bool = True) -> keras.layers.RNN:
     options: dict[str, Any] = dict(units=config.hidden_units, return_sequences=True, return_state=True,
-                                   stateful=stateful, name=f"{config.cell}_{index + 1}")
+                                   stateful=stateful, hoist_inputs=hoist_inputs, name=f"{config.cell}_{index + 1}")
     if config.weight_drop:
         options["weight_drop"] = config.weight_drop
+    layer = (WEIGHT_DROP_LAYERS if config.weight_drop else HOISTED_LAYERS)[config.cell]
     if config.cell == "rnn":
-        return (WEIGHT_DROP_LAYERS["rnn"] if config.weight_drop else keras.layers.SimpleRNN)(**options)
+        return layer(**options)
     # The exported (stateless) model never takes the cuDNN path, so its graph runs anywhere; the
     # stateful training twin may use cuDNN on a GPU (same weights, same maths), unless weight drop
     # needs the cell run step by step.
-    if config.weight_drop:
-        return WEIGHT_DROP_LAYERS[config.cell](**options, use_cudnn=False)
-    layer = keras.layers.LSTM if config.cell == "lstm" else keras.layers.GRU
-    return layer(**options, use_cudnn="auto" if stateful else False)
+    return layer(**options, use_cudnn="auto" if stateful and not config.weight_drop else False)
 
 
 def _dropout(config: LanguageModelConfig, rate: float, width: int, name: str) -> keras.layers.Dropout:
@@ -134,9 +134,10 @@ def _dropout(config: LanguageModelConfig, rate: float, width: int, name: str) ->
 
 
 def _build_language_model(config: LanguageModelConfig, name: str, batch_size: int | None = None,
-                          stateful: bool = False) -> keras.Model:
+                          stateful: bool = False, hoist_inputs: bool = True) -> keras.Model:
     """token_ids int32 [N, T] -> logits float32 [N, T, V]. stateful=True (training only) needs a
-    fixed batch_size and carries each row's state from one batch to the next."""
+    fixed batch_size and carries each row's state from one batch to the next. hoist_inputs=False
+    runs Keras' own recurrent loop (zoo.models.recurrent)."""
     check_config(config)
     if stateful and not batch_size:
         raise ValueError("a stateful model needs a fixed batch_size")
@@ -151,7 +152,7 @@ def _build_language_model(config: LanguageModelConfig, name: str, batch_size: in
     input_dropout = config.dropout if config.input_dropout is None else config.input_dropout
     x = _dropout(config, input_dropout, config.embedding_dim, "embedding_dropout")(x)
     for index in range(config.num_layers):
-        raw = _recurrent_layer(config, index, stateful)(x)[0]  # sequence [N, T, H]; states dropped
+        raw = _recurrent_layer(config, index, stateful, hoist_inputs)(x)[0]  # sequence [N, T, H]; states dropped
         x = _dropout(config, config.dropout, config.hidden_units, f"dropout_{index + 1}")(raw)
     if config.activation_penalty or config.temporal_activation_penalty:
         x = ActivationPenalty(config.activation_penalty, config.temporal_activation_penalty,
@@ -195,10 +196,10 @@ def build_gru_ptb(config: LanguageModelConfig = GRU_PTB_CONFIG) -> keras.Model:
     return _build_language_model(config, "gru_ptb")
 
 
-def build_stateful(config: LanguageModelConfig, batch_size: int, name: str) -> keras.Model:
+def build_stateful(config: LanguageModelConfig, batch_size: int, name: str, hoist_inputs: bool = True) -> keras.Model:
     """The training twin of a registered model: same layers and weights, fixed batch size,
     state carried across batches (reset it with `reset_states`)."""
-    return _build_language_model(config, name, batch_size=batch_size, stateful=True)
+    return _build_language_model(config, name, batch_size=batch_size, stateful=True, hoist_inputs=hoist_inputs)
 
 
 def reset_states(model: keras.Model) -> None:

@@ -18,10 +18,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from zoo.models import recurrent
+
 
 class _WeightDrop(keras.layers.RNN):
-    """Put before a keras RNN layer whose cell has a `recurrent_kernel` [H, G*H] (LSTM, GRU,
-    SimpleRNN) in the bases: its call runs theirs with the recurrent kernel dropped."""
+    """Put before a recurrent layer whose cell has a `recurrent_kernel` [H, G*H] (LSTM, GRU,
+    SimpleRNN; zoo.models.recurrent's hoisted ones) in the bases: its call runs theirs with the
+    recurrent kernel dropped."""
 
     def __init__(self, units, weight_drop: float = 0.0, weight_drop_seed: int | None = None, **kwargs):
         super().__init__(units, **kwargs)  # the keras layer after this class in the bases
@@ -52,17 +55,17 @@ class _WeightDrop(keras.layers.RNN):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class WeightDropLSTM(_WeightDrop, keras.layers.LSTM):
+class WeightDropLSTM(_WeightDrop, recurrent.LSTM):
     """keras.layers.LSTM with DropConnect on its recurrent kernel in training."""
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class WeightDropGRU(_WeightDrop, keras.layers.GRU):
+class WeightDropGRU(_WeightDrop, recurrent.GRU):
     """keras.layers.GRU with DropConnect on its recurrent kernel in training."""
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class WeightDropSimpleRNN(_WeightDrop, keras.layers.SimpleRNN):
+class WeightDropSimpleRNN(_WeightDrop, recurrent.SimpleRNN):
     """keras.layers.SimpleRNN with DropConnect on its recurrent kernel in training."""
 
 

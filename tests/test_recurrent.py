@@ -1,0 +1,114 @@
+"""zoo.models.recurrent's hoisted layers give Keras' outputs, states and gradients for the same
+weights, alone, under weight drop and in a language model's training step."""
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo.models import language, recurrent, rnn_regularizers
+
+KERAS_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
+
+
+def _pair(cell: str, units: int = 6, features: int = 5, **options):
+    hoisted = recurrent.HOISTED_LAYERS[cell](units, return_sequences=True, return_state=True, **options)
+    plain = KERAS_LAYERS[cell](units, return_sequences=True, return_state=True, **options)
+    for layer in (hoisted, plain):
+        layer.build((None, None, features))
+    rng = np.random.default_rng(0)
+    # nonzero biases, so both of the GRU's biases are exercised
+    plain.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in plain.get_weights()])
+    hoisted.set_weights(plain.get_weights())
+    return hoisted, plain
+
+
+def _run(layer, inputs, states, training: bool):
+    """outputs [N, T, H], final states, and the gradients of a loss over both w.r.t. the weights
+    and the inputs."""
+    inputs = tf.convert_to_tensor(inputs)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs, *final = layer(inputs, initial_state=states, training=training)
+        loss = tf.reduce_sum(outputs * tf.sin(outputs)) + sum(tf.reduce_sum(state ** 2) for state in final)
+    gradients = tape.gradient(loss, [*layer.trainable_variables, inputs])
+    return [np.asarray(t) for t in (outputs, *final, *gradients)]
+
+
+@pytest.mark.parametrize("cell", sorted(recurrent.HOISTED_LAYERS))
+@pytest.mark.parametrize("training", [True, False])
+def test_hoisted_layers_match_keras_outputs_states_and_gradients(cell, training):
+    hoisted, plain = _pair(cell)
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(3, 7, 5)).astype(np.float32)
+    states = [rng.normal(size=(3, 6)).astype(np.float32) for _ in range(2 if cell == "lstm" else 1)]
+    for got, expected in zip(_run(hoisted, inputs, states, training), _run(plain, inputs, states, training),
+                             strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", sorted(recurrent.HOISTED_LAYERS))
+def test_hoisted_layers_take_keras_loop_where_they_do_not_apply(cell, monkeypatch):
+    """A mask (as the serving signatures pass) or going backwards runs Keras' own loop."""
+    hoisted, plain = _pair(cell)
+    calls = []
+    monkeypatch.setattr(hoisted, "_step", lambda *args: calls.append(args))
+    inputs = np.random.default_rng(2).normal(size=(2, 4, 5)).astype(np.float32)
+    mask = np.array([[True] * 4, [True, True, False, False]])
+    np.testing.assert_allclose(hoisted(inputs, mask=mask)[0], plain(inputs, mask=mask)[0], rtol=1e-6)
+    assert not calls
+
+
+def test_hoisted_lstm_under_mixed_bfloat16_computes_in_bfloat16():
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        hoisted, plain = _pair("lstm")
+    finally:
+        keras.config.set_dtype_policy(policy)
+    inputs = np.random.default_rng(3).normal(size=(2, 5, 5)).astype(np.float32)
+    got, expected = hoisted(inputs, training=True)[0], plain(inputs, training=True)[0]
+    assert got.dtype == expected.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(got, tf.float32), tf.cast(expected, tf.float32), atol=0.05)
+
+
+class KerasLoopWeightDropLSTM(rnn_regularizers._WeightDrop, keras.layers.LSTM):
+    """Weight drop over Keras' own LSTM: the training path before the hoisted layers."""
+
+
+def test_a_weight_dropped_language_model_trains_as_with_keras_loop():
+    """The stateful training twin with every regulariser on: the same loss and gradients with
+    the hoisted layers as with Keras' loop, for the same weights and seeds (dropout masks)."""
+    config = dataclasses.replace(language.LSTM_PTB_CONFIG, vocab_size=30, embedding_dim=8, hidden_units=8)
+
+    def twin(keras_loop: bool):
+        # Both clone every layer after the same seed, so their dropout layers' and weight drop's
+        # seed generators draw the same masks.
+        keras.utils.set_random_seed(7)
+        return keras.models.clone_model(language.build_stateful(config, 4, "twin"),
+                                        clone_function=lambda layer: _clone(layer, keras_loop))
+
+    hoisted, reference = twin(False), twin(True)
+    reference.set_weights(hoisted.get_weights())
+    assert any(type(layer) is KerasLoopWeightDropLSTM for layer in reference.layers)
+    tokens = np.random.default_rng(4).integers(0, 30, (4, 9)).astype(np.int32)
+    targets = np.roll(tokens, -1, axis=1)
+
+    def step(model):
+        with tf.GradientTape() as tape:
+            logits = model(tokens, training=True)
+            loss = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+            loss = tf.reduce_mean(loss) + sum(model.losses)
+        return [loss.numpy()] + [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+
+    for got, expected in zip(step(hoisted), step(reference), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def _clone(layer, keras_loop: bool):
+    if keras_loop and isinstance(layer, rnn_regularizers.WeightDropLSTM):
+        config = layer.get_config()
+        assert config.pop("hoist_inputs") is True
+        return KerasLoopWeightDropLSTM.from_config(config)
+    return type(layer).from_config(layer.get_config())
