@@ -12,8 +12,11 @@ from zoo.models import language, recurrent, rnn_regularizers
 KERAS_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 
 
-def _pair(cell: str, units: int = 6, features: int = 5, **options):
-    hoisted = recurrent.HOISTED_LAYERS[cell](units, return_sequences=True, return_state=True, **options)
+def _pair(cell: str, units: int = 6, features: int = 5, hoisted_options: dict | None = None, **options):
+    if cell != "rnn":
+        options["use_cudnn"] = False  # Keras' loop on a GPU too
+    hoisted = recurrent.HOISTED_LAYERS[cell](units, return_sequences=True, return_state=True,
+                                             **options, **(hoisted_options or {}))
     plain = KERAS_LAYERS[cell](units, return_sequences=True, return_state=True, **options)
     for layer in (hoisted, plain):
         layer.build((None, None, features))
@@ -38,26 +41,61 @@ def _run(layer, inputs, states, training: bool):
 
 @pytest.mark.parametrize("cell", sorted(recurrent.HOISTED_LAYERS))
 @pytest.mark.parametrize("training", [True, False])
-def test_hoisted_layers_match_keras_outputs_states_and_gradients(cell, training):
+def test_hoisted_layers_match_keras_outputs_states_and_gradients(cell, training, monkeypatch):
     hoisted, plain = _pair(cell)
+    steps = _count_steps(hoisted, monkeypatch)
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(3, 7, 5)).astype(np.float32)
     states = [rng.normal(size=(3, 6)).astype(np.float32) for _ in range(2 if cell == "lstm" else 1)]
     for got, expected in zip(_run(hoisted, inputs, states, training), _run(plain, inputs, states, training),
                              strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert steps  # the hoisted loop ran (traced once: tf.scan's body)
+
+
+def _count_steps(layer, monkeypatch) -> list:
+    calls: list = []
+    step = layer._step
+
+    def counted(*args):
+        calls.append(args)
+        return step(*args)
+    monkeypatch.setattr(layer, "_step", counted)
+    return calls
 
 
 @pytest.mark.parametrize("cell", sorted(recurrent.HOISTED_LAYERS))
-def test_hoisted_layers_take_keras_loop_where_they_do_not_apply(cell, monkeypatch):
-    """A mask (as the serving signatures pass) or going backwards runs Keras' own loop."""
-    hoisted, plain = _pair(cell)
-    calls = []
-    monkeypatch.setattr(hoisted, "_step", lambda *args: calls.append(args))
+@pytest.mark.parametrize("case", ["mask", "go_backwards", "dropout", "hoist_inputs=False"])
+def test_hoisted_layers_take_keras_loop_where_they_do_not_apply(cell, case, monkeypatch):
+    """A mask (as the serving signatures pass), going backwards, cell dropout in training, or
+    hoist_inputs=False runs Keras' own loop, with Keras' results."""
+    options = {"go_backwards": {"go_backwards": True}, "dropout": {"dropout": 0.5, "seed": 1}}.get(case, {})
+    hoisted, plain = _pair(cell, hoisted_options={"hoist_inputs": False} if case == "hoist_inputs=False" else None,
+                           **options)
+    steps = _count_steps(hoisted, monkeypatch)
     inputs = np.random.default_rng(2).normal(size=(2, 4, 5)).astype(np.float32)
-    mask = np.array([[True] * 4, [True, True, False, False]])
-    np.testing.assert_allclose(hoisted(inputs, mask=mask)[0], plain(inputs, mask=mask)[0], rtol=1e-6)
-    assert not calls
+    mask = np.array([[True] * 4, [True, True, False, False]]) if case == "mask" else None
+    training = case == "dropout"
+    got, expected = hoisted(inputs, mask=mask, training=training)[0], plain(inputs, mask=mask, training=training)[0]
+    if case != "dropout":  # (dropout draws its own masks in each layer)
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert not steps
+
+
+def test_a_gru_with_reset_before_takes_keras_loop(monkeypatch):
+    hoisted, plain = _pair("gru", reset_after=False)
+    steps = _count_steps(hoisted, monkeypatch)
+    inputs = np.random.default_rng(5).normal(size=(2, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(hoisted(inputs)[0], plain(inputs)[0], rtol=1e-6)
+    assert not steps
+
+
+@pytest.mark.parametrize("cell", sorted(recurrent.HOISTED_LAYERS))
+def test_hoisted_layers_round_trip_their_config(cell):
+    layer = recurrent.HOISTED_LAYERS[cell](4, hoist_inputs=False, return_sequences=True,
+                                           **({} if cell == "rnn" else {"use_cudnn": False}))
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.hoist_inputs is False and getattr(clone, "use_cudnn", False) is False
 
 
 def test_hoisted_lstm_under_mixed_bfloat16_computes_in_bfloat16():
@@ -77,7 +115,7 @@ class KerasLoopWeightDropLSTM(rnn_regularizers._WeightDrop, keras.layers.LSTM):
     """Weight drop over Keras' own LSTM: the training path before the hoisted layers."""
 
 
-def test_a_weight_dropped_language_model_trains_as_with_keras_loop():
+def test_a_weight_dropped_language_model_trains_as_with_keras_loop(monkeypatch):
     """The stateful training twin with every regulariser on: the same loss and gradients with
     the hoisted layers as with Keras' loop, for the same weights and seeds (dropout masks)."""
     config = dataclasses.replace(language.LSTM_PTB_CONFIG, vocab_size=30, embedding_dim=8, hidden_units=8)
@@ -92,6 +130,7 @@ def test_a_weight_dropped_language_model_trains_as_with_keras_loop():
     hoisted, reference = twin(False), twin(True)
     reference.set_weights(hoisted.get_weights())
     assert any(type(layer) is KerasLoopWeightDropLSTM for layer in reference.layers)
+    steps = [_count_steps(layer, monkeypatch) for layer in language.recurrent_layers(hoisted)]
     tokens = np.random.default_rng(4).integers(0, 30, (4, 9)).astype(np.int32)
     targets = np.roll(tokens, -1, axis=1)
 
@@ -100,10 +139,13 @@ def test_a_weight_dropped_language_model_trains_as_with_keras_loop():
             logits = model(tokens, training=True)
             loss = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
             loss = tf.reduce_mean(loss) + sum(model.losses)
-        return [loss.numpy()] + [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+        states = [np.asarray(state) for layer in language.recurrent_layers(model) for state in layer.states]
+        return [loss.numpy(), *[g.numpy() for g in tape.gradient(loss, model.trainable_variables)], *states]
 
-    for got, expected in zip(step(hoisted), step(reference), strict=True):
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    for _ in range(2):  # the second step starts from the states the first carried over
+        for got, expected in zip(step(hoisted), step(reference), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert len(steps) == 2 and all(steps)  # both layers ran the hoisted loop
 
 
 def _clone(layer, keras_loop: bool):

@@ -4,12 +4,14 @@ Keras runs a recurrent cell once per time step, and each step multiplies that st
 input kernel [D, G*H] besides the state by the recurrent kernel [H, G*H]. These layers project the
 inputs of every step in one matmul ([N*T, D] x [D, G*H]) before the loop, so the loop does only
 the recurrent product and the gates, and the input kernel's gradient is one matmul after it.
-Same variables, same maths. Whatever this does not cover (masks, which the serving signatures
-pass; cell dropout; going backwards; unrolling; another backend; cuDNN on a GPU) runs Keras' own
-loop. `make bench-peers` times lstm_ptb's train step both ways.
+Same variables, same maths (up to float rounding: the sums are added in another order).
+Whatever this does not cover (masks, which the serving signatures pass; cell dropout; going
+backwards; unrolling; another backend; cuDNN on a GPU) runs Keras' own loop. `make bench-peers`
+times lstm_ptb's train step both ways.
 
 The classes keep Keras' names: a .weights.h5 file keys each layer's variables by its class name
 (`layers/gru/cell/vars/0`), so the committed weights of models built with Keras' layers load.
+A .keras file of a model built with them names `zoo>GRU` etc.: it loads once zoo is imported.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from keras import ops
 def _has_gpu() -> bool:
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 class _Hoisted(keras.layers.RNN):
@@ -56,12 +58,17 @@ class _Hoisted(keras.layers.RNN):
     def _hoistable(self, mask, training) -> bool:
         cell = self.cell
         dropout = training and (cell.dropout or cell.recurrent_dropout)
-        cudnn = getattr(self, "use_cudnn", False) is not False and _has_gpu()
+        # use_cudnn=True is Keras' to honour (or refuse); "auto" takes cuDNN where there is a GPU.
+        use_cudnn = getattr(self, "use_cudnn", False)
+        cudnn = use_cudnn is True or (use_cudnn == "auto" and _has_gpu())
         return (self.hoist_inputs and keras.backend.backend() == "tensorflow" and mask is None and not dropout
-                and not cudnn and not self.go_backwards and not self.unroll and self.return_sequences)
+                and not cudnn and not self.go_backwards and not self.unroll)
 
     def get_config(self):
-        return {**super().get_config(), "hoist_inputs": self.hoist_inputs}
+        config = {**super().get_config(), "hoist_inputs": self.hoist_inputs}
+        if hasattr(self, "use_cudnn"):  # Keras' LSTM and GRU leave it out: a reloaded layer would say "auto"
+            config["use_cudnn"] = self.use_cudnn
+        return config
 
     def _project(self, sequences, kernel, bias):
         projected = ops.matmul(sequences, kernel)
