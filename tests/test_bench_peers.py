@@ -6,6 +6,7 @@ import pytest
 
 from training.bench.render import markdown
 from zoo import registry
+from zoo.models import language
 
 torch = pytest.importorskip("torch")
 peers = pytest.importorskip("training.bench.peers")  # after torch: it imports torch itself
@@ -58,6 +59,19 @@ def test_each_peer_step_updates_every_trained_weight(name, variant):
     # The embedding rows of ids absent from the batch get no gradient, but the whole matrix is
     # also the output layer, so every row moves.
     assert unchanged == [], unchanged
+
+
+@pytest.mark.slow  # real train steps in both frameworks
+def test_the_recurrent_layers_alone_are_the_same_size_and_train_in_both():
+    from training.bench.measure import recurrent_train_step
+    spec = registry.get("lstm_ptb")
+    peer = peers.recurrent_peer_step(spec)
+    losses = [peer(), peer()]
+    assert np.isfinite(losses).all() and losses[0] > 0
+    zoo_step, _ = recurrent_train_step(spec)
+    assert float(zoo_step()) > 0
+    keras_weights = sum(layer.count_params() for layer in language.recurrent_layers(spec.build()))
+    assert peers.parameter_count(peers.LanguageModel(spec.config).layers) == keras_weights
 
 
 def test_the_optimizer_follows_the_recipe():

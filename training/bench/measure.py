@@ -26,6 +26,7 @@ from zoo import artifact, registry, tasks
 from zoo.convert import to_onnx
 from zoo.data import ptb
 from zoo.data.images import EPOCH_AUGMENTATIONS, alternating_flip_pipeline, image_pipeline
+from zoo.models import language
 from zoo.models.common import BatchNormalization, image_input, scale_pixels
 
 
@@ -126,6 +127,26 @@ def language_train_step(spec, precision: str = "float32", hoist_inputs: bool = T
     inputs, targets = (rng.integers(0, spec.config.vocab_size, shape, dtype=np.int32) for _ in range(2))
     twin.train_on_batch(inputs, targets)  # trace and build
     return (lambda: twin.train_on_batch(inputs, targets)), inputs.size
+
+
+def recurrent_train_step(spec) -> tuple[Callable[[], Any], int]:
+    """(one train step of the training twin's recurrent layers alone, float32: random embeddings
+    [batch, sequence_length, E] in, mean-square loss on the top layer's outputs, the recipe's
+    optimizer; tokens per step). With language_train_step it splits the step's time between
+    the recurrent layers and the rest (embedding, dropout, output layer, loss)."""
+    recipe = resolve(spec, {"precision": "float32"})
+    twin = compiled_twin(spec, recipe, steps_per_epoch=100)
+    x = inputs = keras.Input(batch_shape=(recipe.batch_size, None, spec.config.embedding_dim))
+    for layer in language.recurrent_layers(twin):
+        x = type(layer).from_config(layer.get_config())(x)[0]  # [N, T, H]
+    model = keras.Model(inputs, x)
+    model.compile(optimizer=loop.make_optimizer(recipe, 100), loss="mean_squared_error")
+    rng = np.random.default_rng(0)
+    embedded = rng.normal(size=(recipe.batch_size, recipe.sequence_length, spec.config.embedding_dim))
+    embedded = embedded.astype(np.float32)
+    targets = np.zeros((*embedded.shape[:2], spec.config.hidden_units), np.float32)
+    model.train_on_batch(embedded, targets)  # trace and build
+    return (lambda: model.train_on_batch(embedded, targets)), embedded.shape[0] * embedded.shape[1]
 
 
 def language_pipeline_throughput(spec, batches: int) -> float:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training import cards
-from training.bench.measure import image_train_step, language_train_step
+from training.bench.measure import image_train_step, language_train_step, recurrent_train_step
 from training.bench.render import REPORTS, markdown, write_reports
 from training.readme import read_report
 from training.recipes import Recipe, resolve
@@ -192,6 +192,26 @@ def image_peer_step(spec, model: nn.Module, channels_last: bool) -> Callable[[],
     return lambda: _clipped_step(model, recipe, optimizer_, criterion(model(images), labels))
 
 
+def recurrent_peer_step(spec) -> Callable[[], float]:
+    """As training.bench.measure.recurrent_train_step, in PyTorch: the peer's nn.LSTM layers alone
+    on random embeddings [batch, sequence_length, E], mean-square loss, state carried over."""
+    recipe = resolve(spec)
+    config = spec.config
+    layers = LanguageModel(config).layers.train()
+    generator = torch.Generator().manual_seed(0)
+    embedded = torch.randn(recipe.batch_size, recipe.sequence_length, config.embedding_dim, generator=generator)
+    states = [[torch.zeros(1, recipe.batch_size, config.hidden_units)] * 2 for _ in layers]
+    optimizer_ = optimizer(recipe, layers.parameters())
+
+    def step() -> float:
+        x = embedded
+        for layer, state in zip(layers, states):
+            x, (h, c) = layer(x, tuple(state))
+            state[:] = [h.detach(), c.detach()]
+        return _clipped_step(layers, recipe, optimizer_, x.square().mean())
+    return step
+
+
 def language_peer_step(spec, model: LanguageModel) -> Callable[[], float]:
     """One PyTorch truncated-BPTT step of `model` on a fixed window [batch, sequence_length], the
     state carried from the previous step (detached), as the zoo's stateful twin."""
@@ -256,18 +276,24 @@ def compare(name: str, steps: int, rounds: int) -> dict:
     zoo_variants = {"Keras' recurrent loop (inputs not hoisted)": language_train_step(spec, hoist_inputs=False)[0]
                     } if unit == "tokens" else {}
     peer_steps = {label: factory(spec) for label, factory in variants.items()}
-    for step in (zoo_step, *zoo_variants.values(), *peer_steps.values()):
+    # Where a language model's step goes: its recurrent layers alone, in each framework.
+    alone = {"zoo": recurrent_train_step(spec)[0], "PyTorch": recurrent_peer_step(spec)} if unit == "tokens" else {}
+    timed_steps = {"": zoo_step, **zoo_variants, **peer_steps, **{f"alone {key}": step for key, step in alone.items()}}
+    for step in timed_steps.values():
         step()  # warm-up (PyTorch's first steps allocate and pick kernels)
-    zoo_rates: list[float] = []
-    other_rates: dict[str, list[float]] = {label: [] for label in (*zoo_variants, *peer_steps)}
+    rates: dict[str, list[float]] = {label: [] for label in timed_steps}
     for _ in range(rounds):
-        zoo_rates.append(_rate(zoo_step, steps, examples))
-        for label, step in (*zoo_variants.items(), *peer_steps.items()):
-            other_rates[label].append(_rate(step, steps, examples))
-    return {"unit": unit, "batch": batch, "parameter_count": parameter_count(peer_model(spec)),
-            "zoo_examples_per_second": float(np.median(zoo_rates)),
-            "zoo_variants": {label: _versus(zoo_rates, other_rates[label]) for label in zoo_variants},
-            "peers": {label: _versus(zoo_rates, other_rates[label]) for label in peer_steps}}
+        for label, step in timed_steps.items():
+            rates[label].append(_rate(step, steps, examples))
+    entry = {"unit": unit, "batch": batch, "parameter_count": parameter_count(peer_model(spec)),
+             "zoo_examples_per_second": float(np.median(rates[""])),
+             "zoo_variants": {label: _versus(rates[""], rates[label]) for label in zoo_variants},
+             "peers": {label: _versus(rates[""], rates[label]) for label in peer_steps}}
+    if alone:
+        entry["recurrent_layers_alone"] = {
+            "zoo_examples_per_second": float(np.median(rates["alone zoo"])),
+            "pytorch": _versus(rates["alone zoo"], rates["alone PyTorch"])}
+    return entry
 
 
 def _versus(zoo_rates: list[float], rates: list[float]) -> dict:

@@ -96,6 +96,17 @@ def _peers(results: dict) -> list[str]:
             low, high = variant["zoo_ratio_range"]
             lines.append(f"\n`{name}` with {label}: {variant['examples_per_second']:.0f} {entry['unit']}/s in the same "
                          f"rounds; the zoo's step trains {variant['zoo_ratio']:.2f}x ({low:.2f}-{high:.2f}) as fast.")
+        alone = entry.get("recurrent_layers_alone")
+        if alone:
+            pytorch, eager = alone["pytorch"], next(iter(entry["peers"].values()))
+            low, high = pytorch["zoo_ratio_range"]
+            lines.append(f"\nWhere `{name}`'s step goes: its recurrent layers alone (random embeddings in, a "
+                         f"mean-square loss on their outputs) train at {alone['zoo_examples_per_second']:.0f} "
+                         f"{entry['unit']}/s in the zoo and {pytorch['examples_per_second']:.0f} in PyTorch, "
+                         f"{pytorch['zoo_ratio']:.2f}x ({low:.2f}-{high:.2f}); they take "
+                         f"{entry['zoo_examples_per_second'] / alone['zoo_examples_per_second']:.0%} of the zoo's "
+                         f"step and {eager['examples_per_second'] / pytorch['examples_per_second']:.0%} of PyTorch "
+                         "eager's, the rest being the embedding, dropout, output layer and loss.")
     return lines
 
 
