@@ -154,3 +154,32 @@ def _clone(layer, keras_loop: bool):
         assert config.pop("hoist_inputs") is True
         return KerasLoopWeightDropLSTM.from_config(config)
     return type(layer).from_config(layer.get_config())
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_an_xla_train_step_matches_the_plain_one(cell):
+    """recipe.jit_compile=True compiles the twin's train step with XLA: from the same weights, two
+    steps give the same losses, weights and carried states as without (no dropout, whose random
+    masks XLA may draw with another algorithm)."""
+    from tests.test_language import tiny_spec
+    from training import language_task
+    from training.recipes import Recipe
+
+    spec = tiny_spec(cell)
+    spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, dropout=0.0))
+    recipe = Recipe(optimizer="sgd", learning_rate=1.0, momentum=0.0, weight_decay=0.0, batch_size=2,
+                    sequence_length=5, schedule="constant", gradient_clip_norm=0.25)
+    twins = [language_task.compiled_twin(spec, dataclasses.replace(recipe, jit_compile=jit), steps_per_epoch=3)
+             for jit in (False, True)]
+    twins[1].set_weights(twins[0].get_weights())
+    tokens = np.random.default_rng(6).integers(0, spec.config.vocab_size, (2, 5)).astype(np.int32)
+    targets = np.roll(tokens, -1, axis=1)
+    for _ in range(2):
+        losses = [float(twin.train_on_batch(tokens, targets)) for twin in twins]
+        np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for got, expected in zip(twins[1].get_weights(), twins[0].get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    states = [[np.asarray(s) for layer in language.recurrent_layers(twin) for s in layer.states] for twin in twins]
+    for got, expected in zip(*states, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert twins[1].jit_compile and not twins[0].jit_compile

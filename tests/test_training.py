@@ -143,6 +143,7 @@ def test_an_interrupted_run_resumes_only_with_the_same_recipe(tmp_path):
     ({"warmup_epochs": 20.0}, r"warmup_epochs must be in \[0, epochs=10\]"),
     ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0, 1\)"),
     ({"augment": "mixup"}, "augment must be one of"),
+    ({"jit_compile": "yes"}, "jit_compile must be true or false, got 'yes'"),
 ])
 def test_recipe_rejects_bad_settings(settings, message):
     with pytest.raises(ValueError, match=message):

@@ -158,7 +158,8 @@ def compile_image_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int
         model.compile(loss=perceptron_criterion, metrics=[accuracy])
         return
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.label_smoothing)
-    # No XLA (Keras' default): on these CPUs its train steps were up to several times slower than
-    # TensorFlow's own oneDNN kernels, never faster (README "Recipe notes"; `make bench`).
+    # XLA only where the recipe asks (no image recipe does): on these CPUs its image train steps were
+    # up to several times slower than TensorFlow's own oneDNN kernels, never faster (README "Recipe
+    # notes"; `make bench`).
     model.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch), loss=loss, metrics=[accuracy],
-                  jit_compile=False)
+                  jit_compile=recipe.jit_compile)

@@ -113,7 +113,7 @@ def compiled_twin(spec, recipe: Recipe, steps_per_epoch: int, hoist_inputs: bool
     with loop.precision(recipe.precision):
         twin = language.build_stateful(spec.config, recipe.batch_size, spec.name, hoist_inputs)
     twin.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch),
-                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=recipe.jit_compile)
     return twin
 
 

@@ -50,6 +50,9 @@ class Recipe:
     # mixed_bfloat16: the training model computes in bfloat16 with float32 weights (Keras' mixed
     # precision; CPUs with AVX512_BF16 or AMX run it faster); the exported model is float32.
     precision: str = "float32"
+    # XLA for the train step (Keras' jit_compile). Off by default: on these CPUs it made image train
+    # steps slower (README "Recipe notes"); `make bench-peers` times lstm_ptb's step with it.
+    jit_compile: bool = False
     gradient_clip_norm: float | None = None
     sequence_length: int = 35  # language models: truncated-BPTT window, in tokens
     seed: int = 0
@@ -64,6 +67,8 @@ class Recipe:
     averaging_start_epoch: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.jit_compile, bool):
+            raise ValueError(f"recipe jit_compile must be true or false, got {self.jit_compile!r}")
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"recipe {name} must be one of {choices}, got {getattr(self, name)!r}")

@@ -116,11 +116,12 @@ def language_training_throughput(spec, steps: int, rounds: int = 3) -> dict:
     return {**entry, "unit": "tokens", "batch_size": resolve(spec).batch_size}
 
 
-def language_train_step(spec, precision: str = "float32", hoist_inputs: bool = True) -> tuple[Callable[[], Any], int]:
+def language_train_step(spec, precision: str = "float32", hoist_inputs: bool = True,
+                        jit_compile: bool | None = None) -> tuple[Callable[[], Any], int]:
     """(one train step of the stateful training twin on a fixed window of random token ids
     [batch, sequence_length], already traced; tokens per step). hoist_inputs=False: with Keras'
-    own recurrent loop (zoo.models.recurrent)."""
-    recipe = resolve(spec, {"precision": precision})
+    own recurrent loop (zoo.models.recurrent); jit_compile: XLA on or off (default: the recipe's)."""
+    recipe = resolve(spec, {"precision": precision, **({} if jit_compile is None else {"jit_compile": jit_compile})})
     twin = compiled_twin(spec, recipe, steps_per_epoch=100, hoist_inputs=hoist_inputs)
     shape = (recipe.batch_size, recipe.sequence_length)
     rng = np.random.default_rng(0)

@@ -273,7 +273,9 @@ def compare(name: str, steps: int, rounds: int) -> dict:
         zoo_step, examples = image_train_step(spec, spec.build())
         batch = str(recipe.batch_size)
     # The zoo's own alternatives, timed in the same rounds: zoo / alternative is what each buys.
-    zoo_variants = {"Keras' recurrent loop (inputs not hoisted)": language_train_step(spec, hoist_inputs=False)[0]
+    zoo_variants = {"Keras' recurrent loop (inputs not hoisted)": language_train_step(spec, hoist_inputs=False)[0],
+                    "XLA (jit_compile, inputs hoisted)": language_train_step(spec, jit_compile=True)[0],
+                    "XLA and Keras' recurrent loop": language_train_step(spec, hoist_inputs=False, jit_compile=True)[0],
                     } if unit == "tokens" else {}
     peer_steps = {label: factory(spec) for label, factory in variants.items()}
     # Where a language model's step goes: its recurrent layers alone, in each framework.

@@ -94,8 +94,12 @@ def _peers(results: dict) -> list[str]:
     for name, entry in peers["models"].items():
         for label, variant in entry.get("zoo_variants", {}).items():
             low, high = variant["zoo_ratio_range"]
+            eager = next(iter(entry["peers"].values()), None)
+            versus = (f", {variant['examples_per_second'] / eager['examples_per_second']:.2f}x PyTorch eager's "
+                      "(medians)") if eager else ""
             lines.append(f"\n`{name}` with {label}: {variant['examples_per_second']:.0f} {entry['unit']}/s in the same "
-                         f"rounds; the zoo's step trains {variant['zoo_ratio']:.2f}x ({low:.2f}-{high:.2f}) as fast.")
+                         f"rounds{versus}; the zoo's step trains {variant['zoo_ratio']:.2f}x ({low:.2f}-{high:.2f}) "
+                         "as fast.")
         alone = entry.get("recurrent_layers_alone")
         if alone:
             pytorch, eager = alone["pytorch"], next(iter(entry["peers"].values()))
