@@ -136,7 +136,7 @@ def recurrent_train_step(spec) -> tuple[Callable[[], Any], int]:
     optimizer; tokens per step). With language_train_step it splits the step's time between
     the recurrent layers and the rest (embedding, dropout, output layer, loss)."""
     recipe = resolve(spec, {"precision": "float32"})
-    twin = compiled_twin(spec, recipe, steps_per_epoch=100)
+    twin = language.build_stateful(spec.config, recipe.batch_size, spec.name)  # for its layers' configs
     x = inputs = keras.Input(batch_shape=(recipe.batch_size, None, spec.config.embedding_dim))
     for layer in language.recurrent_layers(twin):
         x = type(layer).from_config(layer.get_config())(x)[0]  # [N, T, H]

@@ -5,8 +5,9 @@ ResNet-20, cnn_mnist and lstm_ptb: the PyTorch model built from the same config 
 shapes and parameter counts: `parameter_count` here equals Keras' count_params, which
 tests/test_bench_peers.py checks), the same batch, loss, optimizer and peak learning rate, float32,
 PyTorch pinned to TensorFlow's thread count; for lstm_ptb also the zoo's step with Keras' own
-recurrent loop (zoo.models.recurrent). One process alternates rounds (zoo, then each variant),
-so a load change on a shared machine falls on both sides of a round's ratio.
+recurrent loop (zoo.models.recurrent) and with XLA, and the recurrent layers alone in both
+frameworks. One process alternates rounds (zoo, then each variant), so a load change on a shared
+machine falls on both sides of a round's ratio.
 Writes the figures under "peers" in reports/bench.json and the table in bench.md.
 """
 from __future__ import annotations

@@ -92,17 +92,17 @@ def _peers(results: dict) -> list[str]:
                          f"{label} | {peer['examples_per_second']:.0f} | {peer['zoo_ratio']:.2f}x "
                          f"({low:.2f}-{high:.2f}) | {'; '.join(goals) or '-'} |")
     for name, entry in peers["models"].items():
+        eager = next(iter(entry["peers"].values()), None)  # PyTorch eager, the first variant
         for label, variant in entry.get("zoo_variants", {}).items():
             low, high = variant["zoo_ratio_range"]
-            eager = next(iter(entry["peers"].values()), None)
             versus = (f", {variant['examples_per_second'] / eager['examples_per_second']:.2f}x PyTorch eager's "
                       "(medians)") if eager else ""
             lines.append(f"\n`{name}` with {label}: {variant['examples_per_second']:.0f} {entry['unit']}/s in the same "
                          f"rounds{versus}; the zoo's step trains {variant['zoo_ratio']:.2f}x ({low:.2f}-{high:.2f}) "
                          "as fast.")
         alone = entry.get("recurrent_layers_alone")
-        if alone:
-            pytorch, eager = alone["pytorch"], next(iter(entry["peers"].values()))
+        if alone and eager:
+            pytorch = alone["pytorch"]
             low, high = pytorch["zoo_ratio_range"]
             lines.append(f"\nWhere `{name}`'s step goes: its recurrent layers alone (random embeddings in, a "
                          f"mean-square loss on their outputs) train at {alone['zoo_examples_per_second']:.0f} "
