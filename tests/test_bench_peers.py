@@ -120,3 +120,59 @@ def test_a_missing_or_malformed_bench_json_is_a_one_line_error(tmp_path, monkeyp
     (tmp_path / "bench.json").write_text('{"training": ')
     with pytest.raises(SystemExit, match=r"^error: .*bench.json is unreadable \(Expecting value[^\n]*$"):
         peers.main()
+
+
+
+def _small_lstm(**options):
+    config = language.LanguageModelConfig(cell="lstm", vocab_size=10, embedding_dim=8, hidden_units=8,
+                                          num_layers=1, **{"dropout": 0.0, **options})
+    torch.manual_seed(0)
+    return peers.LanguageModel(config).train()
+
+
+def _outputs(model, ids):
+    """(logits, penalty, the input and output sequence of the first nn.LSTM)"""
+    seen = []
+    hook = model.layers[0].register_forward_hook(lambda module, inputs, output: seen.append((inputs[0], output[0])))
+    states = [(torch.zeros(1, ids.shape[0], model.config.hidden_units),) * 2 for _ in model.layers]
+    try:
+        logits, _, penalty = model(ids, states)
+    finally:
+        hook.remove()
+    return logits, penalty, *seen[0]
+
+
+IDS = torch.tensor([[1, 2, 1, 3, 1, 2]] * 4)  # [N, T]
+
+
+def test_the_lstm_peer_drops_whole_words_and_only_in_training():
+    model = _small_lstm(embedding_dropout=0.5)
+    for _ in range(5):
+        embedded = _outputs(model, IDS)[2]
+        for word in (1, 2, 3):  # one keep factor per vocabulary entry: dropped everywhere or nowhere
+            dropped = (embedded[IDS == word] == 0).all(-1)
+            assert dropped.all() or not dropped.any()
+    model.eval()
+    assert not (_outputs(model, IDS)[2] == 0).all(-1).any()
+
+
+def test_the_lstm_peer_weight_drop_keeps_its_parameters_and_reaches_them():
+    model = _small_lstm(weight_drop=0.5)
+    kernel = model.layers[0].weight_hh_l0.detach().clone()
+    logits, *_ = _outputs(model, IDS)
+    logits.square().mean().backward()
+    assert torch.equal(model.layers[0].weight_hh_l0, kernel)
+    assert model.layers[0].weight_hh_l0.grad.abs().sum() > 0
+    model.eval()  # no drop: the module's own result
+    states = [(torch.zeros(1, 4, 8),) * 2]
+    np.testing.assert_allclose(_outputs(model, IDS)[3].detach(),
+                               model.layers[0](model.embedding(IDS), states[0])[0].detach(), rtol=1e-6)
+
+
+def test_the_lstm_peer_adds_the_activation_penalties_in_training():
+    model = _small_lstm(activation_penalty=2.0, temporal_activation_penalty=1.0)
+    _, penalty, _, raw = _outputs(model, IDS)  # no dropout: the dropped output is the raw one
+    expected = 2.0 * raw.square().mean() + 1.0 * (raw[:, 1:] - raw[:, :-1]).square().mean()
+    np.testing.assert_allclose(float(penalty), float(expected), rtol=1e-6)
+    model.eval()
+    assert float(_outputs(model, IDS)[1]) == 0.0

@@ -162,6 +162,56 @@ def test_builders_shapes_and_pure(cell, tie):
     assert spec.build().count_params() == model.count_params()
 
 
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_the_tied_output_layer_is_x_times_the_embedding_matrix_plus_its_bias(policy):
+    """reverse=True gives x @ E^T + b [N, T, V] in the compute dtype, and gradients of E's and
+    b's shapes (E's also from the lookup side)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        layer = language.ReversibleEmbedding(7, 3)
+        layer.build()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    rng = np.random.default_rng(0)
+    layer.output_bias.assign(rng.normal(size=7).astype(np.float32))
+    x = tf.constant(rng.normal(size=(2, 4, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        logits = layer(x, reverse=True)
+        looked_up = layer(np.array([[1, 1]]))
+        loss = tf.reduce_sum(tf.cast(logits, tf.float32) ** 2) + tf.reduce_sum(tf.cast(looked_up, tf.float32))
+    embeddings, bias = np.asarray(layer.embeddings), np.asarray(layer.output_bias)
+    assert logits.shape == (2, 4, 7) and logits.dtype == layer.compute_dtype
+    tolerance = 1e-5 if policy == "float32" else 0.05
+    np.testing.assert_allclose(tf.cast(logits, tf.float32), np.asarray(x) @ embeddings.T + bias,
+                               rtol=tolerance, atol=tolerance)
+    gradients = tape.gradient(loss, [layer.embeddings, layer.output_bias])
+    assert [tuple(g.shape) for g in gradients] == [(7, 3), (7,)]
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_the_training_loss_is_keras_sparse_cross_entropy_with_its_gradient(jit_compile):
+    from training.language_task import TokenCrossEntropy
+
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(0, 30, (3, 4, 11)).astype(np.float32))  # large: the shift matters
+    labels = tf.constant(rng.integers(0, 11, (3, 4)).astype(np.int32))
+
+    @tf.function(jit_compile=jit_compile)
+    def loss_and_gradient(loss):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            value = loss(labels, logits * 1.0)
+        return value, tape.gradient(value, logits)
+
+    got = loss_and_gradient(TokenCrossEntropy())
+    expected = loss_and_gradient(keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    per_token = TokenCrossEntropy(reduction=None)(labels, logits)
+    assert per_token.shape == (3, 4)
+
 def test_config_and_builder_argument_checks():
     with pytest.raises(ValueError, match="cell"):
         language.build_lstm_ptb(LanguageModelConfig(cell="transformer"))

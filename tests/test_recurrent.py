@@ -39,18 +39,49 @@ def _run(layer, inputs, states, training: bool):
     return [np.asarray(t) for t in (outputs, *final, *gradients)]
 
 
+def _count_scans(monkeypatch) -> list:
+    calls: list = []
+    scan = tf.scan
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return scan(*args, **kwargs)
+    monkeypatch.setattr(tf, "scan", counted)
+    return calls
+
+
 @pytest.mark.parametrize("cell", sorted(recurrent.HOISTED_LAYERS))
 @pytest.mark.parametrize("training", [True, False])
-def test_hoisted_layers_match_keras_outputs_states_and_gradients(cell, training, monkeypatch):
+@pytest.mark.parametrize("loop", ["unrolled", "scan"])
+def test_hoisted_layers_match_keras_outputs_states_and_gradients(cell, training, loop, monkeypatch):
+    """Both forms of the hoisted loop: unrolled (a known length up to UNROLL_LIMIT) and tf.scan."""
+    if loop == "scan":
+        monkeypatch.setattr(recurrent, "UNROLL_LIMIT", 6)  # below the 7 steps here
     hoisted, plain = _pair(cell)
     steps = _count_steps(hoisted, monkeypatch)
+    scans = _count_scans(monkeypatch)
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(3, 7, 5)).astype(np.float32)
     states = [rng.normal(size=(3, 6)).astype(np.float32) for _ in range(2 if cell == "lstm" else 1)]
     for got, expected in zip(_run(hoisted, inputs, states, training), _run(plain, inputs, states, training),
                              strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    assert steps  # the hoisted loop ran (traced once: tf.scan's body)
+    assert steps  # the hoisted loop ran
+    assert len(scans) == (loop == "scan")
+
+
+def test_a_sequence_of_unknown_length_or_under_xla_runs_the_scan(monkeypatch):
+    """Serving's windows have no length known at tracing, and XLA compiles a loop better than
+    its body repeated: both take tf.scan, with the unrolled form's results."""
+    hoisted, _ = _pair("lstm")
+    inputs = np.random.default_rng(8).normal(size=(2, 4, 5)).astype(np.float32)
+    unrolled = np.asarray(hoisted(inputs)[0])
+    scans = _count_scans(monkeypatch)
+    spec = tf.TensorSpec([None, None, 5], tf.float32)
+    for function in (tf.function(lambda x: hoisted(x)[0], input_signature=[spec]),
+                     tf.function(lambda x: hoisted(x)[0], jit_compile=True)):
+        np.testing.assert_allclose(function(inputs), unrolled, rtol=1e-5, atol=1e-6)
+    assert len(scans) == 2
 
 
 def _count_steps(layer, monkeypatch) -> list:

@@ -31,6 +31,39 @@ from zoo.serving import language as serving
 EVALUATED_SPLITS = {"test_perplexity": "test", "validation_perplexity": "validation"}
 
 
+
+@tf.custom_gradient
+def _token_cross_entropy(labels, logits):
+    """labels int [M], logits float32 [M, V] -> -log softmax(logits)[label] [M]. TensorFlow's fused
+    kernel computes the gradient row by row in one pass; these are multi-threaded passes over the
+    [M, V] logits, half its time for lstm_ptb's (`make bench-peers`; tests/test_language.py checks
+    values and gradients against it)."""
+    shifted = logits - tf.reduce_max(logits, -1, keepdims=True)
+    exponentials = tf.exp(shifted)  # [M, V]
+    sums = tf.reduce_sum(exponentials, -1, keepdims=True)  # [M, 1]
+    losses = tf.math.log(sums[:, 0]) - tf.gather(shifted, labels, batch_dims=1)
+
+    def gradient(upstream):  # [M] -> d/dlogits = (softmax - one_hot(label)) * upstream
+        scaled = exponentials * (upstream[:, None] / sums)
+        label_entries = tf.stack([tf.range(tf.shape(labels, out_type=labels.dtype)[0]), labels], 1)
+        return None, tf.tensor_scatter_nd_sub(scaled, label_entries, upstream)
+    return losses, gradient
+
+
+class TokenCrossEntropy(keras.losses.Loss):
+    """keras.losses.SparseCategoricalCrossentropy(from_logits=True) for [N, T] labels and [N, T, V]
+    logits (in the loss dtype, float32), by _token_cross_entropy on TensorFlow."""
+
+    def __init__(self, name: str = "sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        if keras.backend.backend() != "tensorflow":
+            return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+        losses = _token_cross_entropy(labels, tf.reshape(y_pred, [-1, tf.shape(y_pred)[-1]]))
+        return tf.reshape(losses, tf.shape(y_true))
+
 class CarriedState(keras.callbacks.Callback):
     """Zeroes the carried state at every epoch and validation start; logs perplexity =
     exp(mean token cross-entropy) for training and validation."""
@@ -113,7 +146,7 @@ def compiled_twin(spec, recipe: Recipe, steps_per_epoch: int, hoist_inputs: bool
     with loop.precision(recipe.precision):
         twin = language.build_stateful(spec.config, recipe.batch_size, spec.name, hoist_inputs)
     twin.compile(optimizer=loop.make_optimizer(recipe, steps_per_epoch),
-                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=recipe.jit_compile)
+                 loss=TokenCrossEntropy(), jit_compile=recipe.jit_compile)
     return twin
 
 

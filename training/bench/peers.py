@@ -111,18 +111,21 @@ def cnn(config: CNNConfig) -> nn.Module:
 
 
 class LanguageModel(nn.Module):
-    """zoo.models.language's tied LSTM model: embedding, LSTM layers, dropout between, logits through
-    the embedding matrix plus an output bias. one_module=True runs the layers as one multi-layer
-    nn.LSTM (its dropout between layers; the same maths), else one nn.LSTM per layer as zoo does."""
+    """zoo.models.language's tied LSTM model with its config's regularisers as zoo trains it:
+    embedding, word dropout (whole words), input dropout, LSTM layers with weight drop on their
+    recurrent kernels, dropout after each (locked: one mask per sequence, where the config says
+    so), logits through the embedding matrix plus an output bias, and the AR/TAR penalties.
+    one_module=True runs the layers as one multi-layer nn.LSTM (its own, unlocked, dropout
+    between layers); else one nn.LSTM per layer as zoo does."""
 
     def __init__(self, config: LanguageModelConfig, one_module: bool = False):
         super().__init__()
         if config.cell != "lstm" or not config.tie_embeddings:
             raise ValueError(f"the peer model is a tied LSTM, got cell={config.cell!r}, tie={config.tie_embeddings}")
+        self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
         self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
-        input_dropout = config.dropout if config.input_dropout is None else config.input_dropout
-        self.input_dropout, self.dropout = nn.Dropout(input_dropout), nn.Dropout(config.dropout)
+        self.input_rate = config.dropout if config.input_dropout is None else config.input_dropout
         if one_module:
             self.layers = nn.ModuleList([nn.LSTM(config.embedding_dim, config.hidden_units, config.num_layers,
                                                  batch_first=True, dropout=config.dropout)])
@@ -137,15 +140,43 @@ class LanguageModel(nn.Module):
                 parameter.data.zero_()
                 parameter.requires_grad_(False)
 
+    def _dropout(self, x, rate: float):
+        """Dropout on [N, T, D]: one mask per sequence if the config locks it."""
+        if not self.training or not rate:
+            return x
+        if not self.config.locked_dropout:
+            return F.dropout(x, rate)
+        return x * torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), 1 - rate)) / (1 - rate)
+
+    def run_layer(self, layer: nn.Module, x, state):
+        """The layer with DropConnect on its recurrent kernels in training (as zoo's weight drop:
+        one mask per call); functional_call keeps nn.LSTM's fused kernel."""
+        if not self.training or not self.config.weight_drop:
+            return layer(x, state)
+        dropped = {name: F.dropout(parameter, self.config.weight_drop)
+                   for name, parameter in layer.named_parameters() if name.startswith("weight_hh")}
+        return torch.func.functional_call(layer, dropped, (x, state))
+
     def forward(self, token_ids, states):
-        """token_ids int64 [N, T], states per nn.LSTM (h, c) -> logits [N, T, V], new states."""
-        x = self.input_dropout(self.embedding(token_ids))  # [N, T, E]
+        """token_ids int64 [N, T], states per nn.LSTM (h, c) -> logits [N, T, V], new states,
+        the AR + TAR penalty (0 outside training)."""
+        config = self.config
+        x = self.embedding(token_ids)  # [N, T, E]
+        if self.training and config.embedding_dropout:  # whole words: one keep factor per vocabulary entry
+            keep = torch.bernoulli(x.new_full((config.vocab_size,), 1 - config.embedding_dropout))
+            x = x * (keep / (1 - config.embedding_dropout))[token_ids].unsqueeze(-1)
+        x = self._dropout(x, self.input_rate)
         new_states = []
         for layer, state in zip(self.layers, states):
-            x, state = layer(x, state)
+            raw, state = self.run_layer(layer, x, state)
             new_states.append(state)
-            x = self.dropout(x)
-        return F.linear(x, self.embedding.weight, self.output_bias), new_states
+            x = self._dropout(raw, config.dropout)
+        penalty = x.new_zeros(())
+        if self.training and config.activation_penalty:
+            penalty = penalty + config.activation_penalty * x.square().mean()
+        if self.training and config.temporal_activation_penalty:
+            penalty = penalty + config.temporal_activation_penalty * (raw[:, 1:] - raw[:, :-1]).square().mean()
+        return F.linear(x, self.embedding.weight, self.output_bias), new_states, penalty
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -195,10 +226,12 @@ def image_peer_step(spec, model: nn.Module, channels_last: bool) -> Callable[[],
 
 def recurrent_peer_step(spec) -> Callable[[], float]:
     """As training.bench.measure.recurrent_train_step, in PyTorch: the peer's nn.LSTM layers alone
-    on random embeddings [batch, sequence_length, E], mean-square loss, state carried over."""
+    on random embeddings [batch, sequence_length, E], with weight drop if the config has it,
+    mean-square loss, state carried over."""
     recipe = resolve(spec)
     config = spec.config
-    layers = LanguageModel(config).layers.train()
+    model = LanguageModel(config).train()
+    layers = model.layers
     generator = torch.Generator().manual_seed(0)
     embedded = torch.randn(recipe.batch_size, recipe.sequence_length, config.embedding_dim, generator=generator)
     states = [[torch.zeros(1, recipe.batch_size, config.hidden_units)] * 2 for _ in layers]
@@ -207,7 +240,7 @@ def recurrent_peer_step(spec) -> Callable[[], float]:
     def step() -> float:
         x = embedded
         for layer, state in zip(layers, states):
-            x, (h, c) = layer(x, tuple(state))
+            x, (h, c) = model.run_layer(layer, x, tuple(state))
             state[:] = [h.detach(), c.detach()]
         return _clipped_step(layers, recipe, optimizer_, x.square().mean())
     return step
@@ -227,9 +260,9 @@ def language_peer_step(spec, model: LanguageModel) -> Callable[[], float]:
     optimizer_ = optimizer(recipe, model.parameters())
 
     def step() -> float:
-        logits, new_states = model(inputs, [tuple(state) for state in states])
-        loss = _clipped_step(model, recipe, optimizer_, F.cross_entropy(logits.reshape(-1, config.vocab_size),
-                                                                        targets.reshape(-1)))
+        logits, new_states, penalty = model(inputs, [tuple(state) for state in states])
+        loss = F.cross_entropy(logits.reshape(-1, config.vocab_size), targets.reshape(-1)) + penalty
+        loss = _clipped_step(model, recipe, optimizer_, loss)
         for state, (h, c) in zip(states, new_states):
             state[:] = [h.detach(), c.detach()]
         return loss

@@ -4,7 +4,9 @@ Keras runs a recurrent cell once per time step, and each step multiplies that st
 input kernel [D, G*H] besides the state by the recurrent kernel [H, G*H]. These layers project the
 inputs of every step in one matmul ([N*T, D] x [D, G*H]) before the loop, so the loop does only
 the recurrent product and the gates, and the input kernel's gradient is one matmul after it.
-Same variables, same maths (up to float rounding: the sums are added in another order).
+A length known when the step is traced (training windows) runs the loop unrolled, unknown ones
+(serving) and XLA a tf.scan. Same variables, same maths (up to float rounding: the sums are
+added in another order).
 Whatever this does not cover (masks, which the serving signatures pass; cell dropout; going
 backwards; unrolling; another backend; cuDNN on a GPU) runs Keras' own loop. `make bench-peers`
 times lstm_ptb's train step both ways.
@@ -19,6 +21,17 @@ import functools
 
 import keras
 from keras import ops
+
+# Sequences of at most this many steps, of a length known when the step is traced, run unrolled
+# (outside XLA, which compiles a loop better than 35 copies of its body).
+UNROLL_LIMIT = 64
+
+
+def _in_xla() -> bool:
+    from tensorflow.python.framework import ops as tf_ops  # no public way to ask
+    from tensorflow.python.ops import control_flow_util
+
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
 
 
 @functools.cache
@@ -49,6 +62,15 @@ class _Hoisted(keras.layers.RNN):
         bias = None if self.cell.bias is None else ops.cast(self.cell.bias, dtype)
         projected = self._project(ops.cast(sequences, dtype), kernel, bias)  # [N, T, G*H]
         states = tuple(ops.cast(state, dtype) for state in initial_state)  # each [N, H]
+        steps = projected.shape[1]
+        if steps is not None and steps <= UNROLL_LIMIT and not _in_xla():
+            # A known, short length (training windows): the steps as straight-line ops, which
+            # TensorFlow's executor runs with less overhead than a while loop's iterations.
+            outputs = []
+            for z in tf.unstack(projected, axis=1):  # each [N, G*H]
+                states = self._step(z, states, recurrent_kernel, bias)
+                outputs.append(states[0])
+            return states[0], tf.stack(outputs, axis=1), list(states)
         # [T, N, G*H] -> every state's sequence [T, N, H]; the first state is the output h.
         sequence_states = tf.scan(lambda carry, z: self._step(z, carry, recurrent_kernel, bias),
                                   tf.transpose(projected, [1, 0, 2]), initializer=states)

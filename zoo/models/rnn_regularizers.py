@@ -135,5 +135,9 @@ def penalties(raw, dropped, alpha: float, beta: float):
     if alpha:
         total = total + alpha * ops.mean(ops.square(dropped))
     if beta:
-        total = total + beta * ops.mean(ops.square(raw[:, 1:] - raw[:, :-1]))
+        # raw[:, 1:] - raw[:, :-1] as slices: TensorFlow's strided slice (and its gradient) of a
+        # middle axis cost ~10% of lstm_ptb's train step on the CPU, its plain slice a fifth of that.
+        n, t, h = ops.shape(raw)
+        later, earlier = ops.slice(raw, (0, 1, 0), (n, t - 1, h)), ops.slice(raw, (0, 0, 0), (n, t - 1, h))
+        total = total + beta * ops.mean(ops.square(later - earlier))  # [N, T - 1, H] differences
     return total
