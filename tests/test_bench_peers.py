@@ -131,15 +131,18 @@ def _small_lstm(**options):
 
 
 def _outputs(model, ids):
-    """(logits, penalty, the input and output sequence of the first nn.LSTM)"""
-    seen = []
+    """(logits, penalty, the first nn.LSTM's input and raw output, the last dropout's output)"""
+    seen, dropped = [], []
     hook = model.layers[0].register_forward_hook(lambda module, inputs, output: seen.append((inputs[0], output[0])))
+    dropout = model._dropout
+    model._dropout = lambda x, rate: dropped.append(dropout(x, rate)) or dropped[-1]
     states = [(torch.zeros(1, ids.shape[0], model.config.hidden_units),) * 2 for _ in model.layers]
     try:
         logits, _, penalty = model(ids, states)
     finally:
         hook.remove()
-    return logits, penalty, *seen[0]
+        del model._dropout
+    return logits, penalty, *seen[0], dropped[-1]
 
 
 IDS = torch.tensor([[1, 2, 1, 3, 1, 2]] * 4)  # [N, T]
@@ -147,32 +150,43 @@ IDS = torch.tensor([[1, 2, 1, 3, 1, 2]] * 4)  # [N, T]
 
 def test_the_lstm_peer_drops_whole_words_and_only_in_training():
     model = _small_lstm(embedding_dropout=0.5)
+    looked_up = model.embedding(IDS).detach()
+    dropped_any = False
     for _ in range(5):
-        embedded = _outputs(model, IDS)[2]
-        for word in (1, 2, 3):  # one keep factor per vocabulary entry: dropped everywhere or nowhere
-            dropped = (embedded[IDS == word] == 0).all(-1)
-            assert dropped.all() or not dropped.any()
+        embedded = _outputs(model, IDS)[2].detach()
+        for word in (1, 2, 3):  # one keep factor per vocabulary entry: dropped everywhere or kept x 2
+            rows = embedded[IDS == word]
+            if (rows == 0).all():
+                dropped_any = True
+            else:
+                np.testing.assert_allclose(rows, 2 * looked_up[IDS == word], rtol=1e-6)
+    assert dropped_any  # (kept 15 times in a row: 2^-15)
     model.eval()
-    assert not (_outputs(model, IDS)[2] == 0).all(-1).any()
+    np.testing.assert_allclose(_outputs(model, IDS)[2].detach(), looked_up)
 
 
-def test_the_lstm_peer_weight_drop_keeps_its_parameters_and_reaches_them():
+def test_the_lstm_peer_drops_recurrent_weights_and_keeps_its_parameters():
     model = _small_lstm(weight_drop=0.5)
     kernel = model.layers[0].weight_hh_l0.detach().clone()
-    logits, *_ = _outputs(model, IDS)
+    logits, _, embedded, raw, _ = _outputs(model, IDS)
+    undropped = model.layers[0](embedded, (torch.zeros(1, 4, 8),) * 2)[0]
+    assert not torch.allclose(raw, undropped)
     logits.square().mean().backward()
     assert torch.equal(model.layers[0].weight_hh_l0, kernel)
-    assert model.layers[0].weight_hh_l0.grad.abs().sum() > 0
-    model.eval()  # no drop: the module's own result
-    states = [(torch.zeros(1, 4, 8),) * 2]
-    np.testing.assert_allclose(_outputs(model, IDS)[3].detach(),
-                               model.layers[0](model.embedding(IDS), states[0])[0].detach(), rtol=1e-6)
+    gradient = model.layers[0].weight_hh_l0.grad
+    assert gradient.abs().sum() > 0 and (gradient == 0).any()  # the dropped entries get none
+    model.eval()
+    _, _, embedded, raw, _ = _outputs(model, IDS)
+    np.testing.assert_allclose(raw.detach(), model.layers[0](embedded, (torch.zeros(1, 4, 8),) * 2)[0].detach())
 
 
-def test_the_lstm_peer_adds_the_activation_penalties_in_training():
-    model = _small_lstm(activation_penalty=2.0, temporal_activation_penalty=1.0)
-    _, penalty, _, raw = _outputs(model, IDS)  # no dropout: the dropped output is the raw one
-    expected = 2.0 * raw.square().mean() + 1.0 * (raw[:, 1:] - raw[:, :-1]).square().mean()
+def test_the_lstm_peer_locks_dropout_and_penalises_as_the_zoo_model():
+    """Locked dropout: one mask per sequence; AR reads the dropped output, TAR the raw one."""
+    model = _small_lstm(dropout=0.5, locked_dropout=True, activation_penalty=2.0, temporal_activation_penalty=1.0)
+    _, penalty, _, raw, dropped = _outputs(model, IDS)
+    zeros = dropped == 0  # [N, T, H]
+    assert zeros.any() and (zeros == zeros[:, :1]).all()
+    expected = 2.0 * dropped.square().mean() + 1.0 * (raw[:, 1:] - raw[:, :-1]).square().mean()
     np.testing.assert_allclose(float(penalty), float(expected), rtol=1e-6)
     model.eval()
     assert float(_outputs(model, IDS)[1]) == 0.0

@@ -163,31 +163,44 @@ def test_builders_shapes_and_pure(cell, tie):
 
 
 
+class KerasOpsTiedEmbedding(language.ReversibleEmbedding):
+    """The tied output layer as keras ops write it (ops.transpose of the matrix)."""
+
+    def call(self, inputs, reverse: bool = False):
+        if not reverse:
+            return super().call(inputs)
+        return keras.ops.matmul(inputs, keras.ops.transpose(self.embeddings)) + self.output_bias
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_the_tied_output_layer_is_x_times_the_embedding_matrix_plus_its_bias(policy):
-    """reverse=True gives x @ E^T + b [N, T, V] in the compute dtype, and gradients of E's and
-    b's shapes (E's also from the lookup side)."""
+    """reverse=True gives what keras ops give for x @ E^T + b: logits [N, T, V] in the same dtype
+    (the compute dtype), and the same gradients, E's also from the lookup."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        layer = language.ReversibleEmbedding(7, 3)
-        layer.build()
+        layers = [cls(7, 3) for cls in (language.ReversibleEmbedding, KerasOpsTiedEmbedding)]
+        for layer in layers:
+            layer.build()
     finally:
         keras.config.set_dtype_policy(previous)
     rng = np.random.default_rng(0)
-    layer.output_bias.assign(rng.normal(size=7).astype(np.float32))
-    x = tf.constant(rng.normal(size=(2, 4, 3)).astype(np.float32))
-    with tf.GradientTape() as tape:
-        logits = layer(x, reverse=True)
-        looked_up = layer(np.array([[1, 1]]))
-        loss = tf.reduce_sum(tf.cast(logits, tf.float32) ** 2) + tf.reduce_sum(tf.cast(looked_up, tf.float32))
-    embeddings, bias = np.asarray(layer.embeddings), np.asarray(layer.output_bias)
-    assert logits.shape == (2, 4, 7) and logits.dtype == layer.compute_dtype
-    tolerance = 1e-5 if policy == "float32" else 0.05
-    np.testing.assert_allclose(tf.cast(logits, tf.float32), np.asarray(x) @ embeddings.T + bias,
-                               rtol=tolerance, atol=tolerance)
-    gradients = tape.gradient(loss, [layer.embeddings, layer.output_bias])
-    assert [tuple(g.shape) for g in gradients] == [(7, 3), (7,)]
+    layers[0].output_bias.assign(rng.normal(size=7).astype(np.float32))
+    layers[1].set_weights(layers[0].get_weights())
+    x = tf.cast(rng.normal(size=(2, 4, 3)).astype(np.float32), layers[0].compute_dtype)  # as the layers below give it
+
+    def loss_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            logits = layer(x, reverse=True)
+            looked_up = layer(np.array([[1, 1]]))
+            loss = tf.reduce_sum(tf.cast(logits, tf.float32) ** 2) + tf.reduce_sum(tf.cast(looked_up, tf.float32))
+        return [logits, *tape.gradient(loss, [layer.embeddings, layer.output_bias])]
+
+    got, expected = (loss_and_gradients(layer) for layer in layers)
+    assert got[0].shape == (2, 4, 7) and got[0].dtype == expected[0].dtype == layers[0].compute_dtype
+    tolerance = 1e-6 if policy == "float32" else 1e-2  # (bfloat16 keeps 8 bits of mantissa)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(tf.cast(a, tf.float32), tf.cast(b, tf.float32), rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])

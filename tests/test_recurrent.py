@@ -71,8 +71,8 @@ def test_hoisted_layers_match_keras_outputs_states_and_gradients(cell, training,
 
 
 def test_a_sequence_of_unknown_length_or_under_xla_runs_the_scan(monkeypatch):
-    """Serving's windows have no length known at tracing, and XLA compiles a loop better than
-    its body repeated: both take tf.scan, with the unrolled form's results."""
+    """A length unknown when the step is traced, or XLA, takes tf.scan, with the unrolled form's
+    results."""
     hoisted, _ = _pair("lstm")
     inputs = np.random.default_rng(8).normal(size=(2, 4, 5)).astype(np.float32)
     unrolled = np.asarray(hoisted(inputs)[0])

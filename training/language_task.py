@@ -31,19 +31,17 @@ from zoo.serving import language as serving
 EVALUATED_SPLITS = {"test_perplexity": "test", "validation_perplexity": "validation"}
 
 
-
 @tf.custom_gradient
 def _token_cross_entropy(labels, logits):
-    """labels int [M], logits float32 [M, V] -> -log softmax(logits)[label] [M]. TensorFlow's fused
-    kernel computes the gradient row by row in one pass; these are multi-threaded passes over the
-    [M, V] logits, half its time for lstm_ptb's (`make bench-peers`; tests/test_language.py checks
-    values and gradients against it)."""
+    """labels int [M] in [0, V) (ids of the model's vocabulary), logits float32 [M, V] ->
+    -log softmax(logits)[label] [M]. On the CPU TensorFlow's fused kernel for this took twice as
+    long for lstm_ptb's logits; these are multi-threaded passes over them."""
     shifted = logits - tf.reduce_max(logits, -1, keepdims=True)
     exponentials = tf.exp(shifted)  # [M, V]
     sums = tf.reduce_sum(exponentials, -1, keepdims=True)  # [M, 1]
-    losses = tf.math.log(sums[:, 0]) - tf.gather(shifted, labels, batch_dims=1)
+    losses = tf.math.log(sums[:, 0]) - tf.gather(shifted, labels, batch_dims=1)  # [M]
 
-    def gradient(upstream):  # [M] -> d/dlogits = (softmax - one_hot(label)) * upstream
+    def gradient(upstream):  # [M] -> d/dlogits = (softmax - one_hot(label)) * upstream, [M, V]
         scaled = exponentials * (upstream[:, None] / sums)
         label_entries = tf.stack([tf.range(tf.shape(labels, out_type=labels.dtype)[0]), labels], 1)
         return None, tf.tensor_scatter_nd_sub(scaled, label_entries, upstream)
@@ -51,8 +49,8 @@ def _token_cross_entropy(labels, logits):
 
 
 class TokenCrossEntropy(keras.losses.Loss):
-    """keras.losses.SparseCategoricalCrossentropy(from_logits=True) for [N, T] labels and [N, T, V]
-    logits (in the loss dtype, float32), by _token_cross_entropy on TensorFlow."""
+    """keras.losses.SparseCategoricalCrossentropy(from_logits=True) for labels [N, T] and logits
+    [N, T, V] (cast to the loss dtype, float32), by _token_cross_entropy on TensorFlow."""
 
     def __init__(self, name: str = "sparse_categorical_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -60,9 +58,11 @@ class TokenCrossEntropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         if keras.backend.backend() != "tensorflow":
             return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
-        losses = _token_cross_entropy(labels, tf.reshape(y_pred, [-1, tf.shape(y_pred)[-1]]))
-        return tf.reshape(losses, tf.shape(y_true))
+        vocabulary = y_pred.shape[-1] or tf.shape(y_pred)[-1]
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])  # [M]
+        losses = _token_cross_entropy(labels, tf.reshape(y_pred, [-1, vocabulary]))
+        return tf.reshape(losses, tf.shape(y_pred)[:-1])  # [N, T]
+
 
 class CarriedState(keras.callbacks.Callback):
     """Zeroes the carried state at every epoch and validation start; logs perplexity =

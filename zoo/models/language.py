@@ -98,17 +98,20 @@ class ReversibleEmbedding(keras.layers.Embedding):
     def call(self, inputs, reverse: bool = False):
         if not reverse:
             return super().call(inputs)
-        embeddings = ops.cast(self.embeddings, self.compute_dtype)  # [V, E]
-        bias = ops.cast(self.output_bias, self.compute_dtype)
         if keras.backend.backend() != "tensorflow":
-            return ops.matmul(inputs, ops.transpose(embeddings)) + bias  # [..., V]
+            return ops.matmul(inputs, ops.transpose(self.embeddings)) + self.output_bias  # [..., V]
         import tensorflow as tf
 
+        # The variables as read in a call (in the compute dtype under mixed precision) and the
+        # logits' dtype, as ops.matmul(inputs, ops.transpose(embeddings)) + bias would give.
         # [M, E] x [V, E]^T as one matmul reading the matrix transposed: its gradient comes out
         # [V, E], where ops.transpose's would be [E, V] and then transposed (a 12.8 MB copy in
-        # each of lstm_ptb's train steps); BiasAdd's gradient is a fused row sum.
-        flat = tf.reshape(ops.cast(inputs, self.compute_dtype), [-1, inputs.shape[-1]])  # [M, E]
-        logits = tf.nn.bias_add(tf.matmul(flat, embeddings, transpose_b=True), bias)  # [M, V]
+        # each of lstm_ptb's train steps).
+        embeddings, bias = ops.convert_to_tensor(self.embeddings), ops.convert_to_tensor(self.output_bias)
+        dtype = keras.backend.result_type(inputs.dtype, embeddings.dtype, bias.dtype)
+        flat = tf.reshape(ops.cast(inputs, dtype), [-1, inputs.shape[-1]])  # [M, E]
+        logits = tf.matmul(flat, ops.cast(embeddings, dtype), transpose_b=True)  # [M, V]
+        logits = tf.nn.bias_add(logits, ops.cast(bias, dtype))
         logits = tf.reshape(logits, tf.concat([tf.shape(inputs)[:-1], [self.input_dim]], 0))
         logits.set_shape([*inputs.shape[:-1], self.input_dim])
         return logits  # [..., V]

@@ -4,11 +4,11 @@ Keras runs a recurrent cell once per time step, and each step multiplies that st
 input kernel [D, G*H] besides the state by the recurrent kernel [H, G*H]. These layers project the
 inputs of every step in one matmul ([N*T, D] x [D, G*H]) before the loop, so the loop does only
 the recurrent product and the gates, and the input kernel's gradient is one matmul after it.
-A length known when the step is traced (training windows) runs the loop unrolled, unknown ones
-(serving) and XLA a tf.scan. Same variables, same maths (up to float rounding: the sums are
-added in another order).
+The loop runs unrolled where the length is known when the step is traced and at most
+UNROLL_LIMIT (the training windows), else (and under XLA) as a tf.scan. Same variables, same
+maths (up to float rounding: the sums are added in another order).
 Whatever this does not cover (masks, which the serving signatures pass; cell dropout; going
-backwards; unrolling; another backend; cuDNN on a GPU) runs Keras' own loop. `make bench-peers`
+backwards; unroll=True; another backend; cuDNN on a GPU) runs Keras' own loop. `make bench-peers`
 times lstm_ptb's train step both ways.
 
 The classes keep Keras' names: a .weights.h5 file keys each layer's variables by its class name
@@ -22,15 +22,18 @@ import functools
 import keras
 from keras import ops
 
-# Sequences of at most this many steps, of a length known when the step is traced, run unrolled
-# (outside XLA, which compiles a loop better than 35 copies of its body).
+# Sequences of at most this many steps, of a length known when the step is traced, run unrolled:
+# TensorFlow's executor runs straight-line ops with less overhead than a while loop's iterations.
+# Not under XLA, which compiled lstm_ptb's 35-step window faster as a loop than unrolled.
 UNROLL_LIMIT = 64
 
 
 def _in_xla() -> bool:
-    from tensorflow.python.framework import ops as tf_ops  # no public way to ask
-    from tensorflow.python.ops import control_flow_util
-
+    try:  # no public way to ask; if these move, take the loop, which is right everywhere
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return True
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
 
 
@@ -63,9 +66,7 @@ class _Hoisted(keras.layers.RNN):
         projected = self._project(ops.cast(sequences, dtype), kernel, bias)  # [N, T, G*H]
         states = tuple(ops.cast(state, dtype) for state in initial_state)  # each [N, H]
         steps = projected.shape[1]
-        if steps is not None and steps <= UNROLL_LIMIT and not _in_xla():
-            # A known, short length (training windows): the steps as straight-line ops, which
-            # TensorFlow's executor runs with less overhead than a while loop's iterations.
+        if steps is not None and 0 < steps <= UNROLL_LIMIT and not _in_xla():
             outputs = []
             for z in tf.unstack(projected, axis=1):  # each [N, G*H]
                 states = self._step(z, states, recurrent_kernel, bias)
