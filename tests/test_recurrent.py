@@ -39,14 +39,15 @@ def _run(layer, inputs, states, training: bool):
     return [np.asarray(t) for t in (outputs, *final, *gradients)]
 
 
-def _count_scans(monkeypatch) -> list:
+def _count_calls(owner, name: str, monkeypatch) -> list:
+    """Records the arguments of every call of owner.<name> (still called through)."""
     calls: list = []
-    scan = tf.scan
+    function = getattr(owner, name)
 
     def counted(*args, **kwargs):
         calls.append(args)
-        return scan(*args, **kwargs)
-    monkeypatch.setattr(tf, "scan", counted)
+        return function(*args, **kwargs)
+    monkeypatch.setattr(owner, name, counted)
     return calls
 
 
@@ -58,8 +59,8 @@ def test_hoisted_layers_match_keras_outputs_states_and_gradients(cell, training,
     if loop == "scan":
         monkeypatch.setattr(recurrent, "UNROLL_LIMIT", 6)  # below the 7 steps here
     hoisted, plain = _pair(cell)
-    steps = _count_steps(hoisted, monkeypatch)
-    scans = _count_scans(monkeypatch)
+    steps = _count_calls(hoisted, "_step", monkeypatch)
+    scans = _count_calls(tf, "scan", monkeypatch)
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(3, 7, 5)).astype(np.float32)
     states = [rng.normal(size=(3, 6)).astype(np.float32) for _ in range(2 if cell == "lstm" else 1)]
@@ -76,23 +77,12 @@ def test_a_sequence_of_unknown_length_or_under_xla_runs_the_scan(monkeypatch):
     hoisted, _ = _pair("lstm")
     inputs = np.random.default_rng(8).normal(size=(2, 4, 5)).astype(np.float32)
     unrolled = np.asarray(hoisted(inputs)[0])
-    scans = _count_scans(monkeypatch)
+    scans = _count_calls(tf, "scan", monkeypatch)
     spec = tf.TensorSpec([None, None, 5], tf.float32)
     for function in (tf.function(lambda x: hoisted(x)[0], input_signature=[spec]),
                      tf.function(lambda x: hoisted(x)[0], jit_compile=True)):
         np.testing.assert_allclose(function(inputs), unrolled, rtol=1e-5, atol=1e-6)
     assert len(scans) == 2
-
-
-def _count_steps(layer, monkeypatch) -> list:
-    calls: list = []
-    step = layer._step
-
-    def counted(*args):
-        calls.append(args)
-        return step(*args)
-    monkeypatch.setattr(layer, "_step", counted)
-    return calls
 
 
 @pytest.mark.parametrize("cell", sorted(recurrent.HOISTED_LAYERS))
@@ -103,7 +93,7 @@ def test_hoisted_layers_take_keras_loop_where_they_do_not_apply(cell, case, monk
     options = {"go_backwards": {"go_backwards": True}, "dropout": {"dropout": 0.5, "seed": 1}}.get(case, {})
     hoisted, plain = _pair(cell, hoisted_options={"hoist_inputs": False} if case == "hoist_inputs=False" else None,
                            **options)
-    steps = _count_steps(hoisted, monkeypatch)
+    steps = _count_calls(hoisted, "_step", monkeypatch)
     inputs = np.random.default_rng(2).normal(size=(2, 4, 5)).astype(np.float32)
     mask = np.array([[True] * 4, [True, True, False, False]]) if case == "mask" else None
     training = case == "dropout"
@@ -115,7 +105,7 @@ def test_hoisted_layers_take_keras_loop_where_they_do_not_apply(cell, case, monk
 
 def test_a_gru_with_reset_before_takes_keras_loop(monkeypatch):
     hoisted, plain = _pair("gru", reset_after=False)
-    steps = _count_steps(hoisted, monkeypatch)
+    steps = _count_calls(hoisted, "_step", monkeypatch)
     inputs = np.random.default_rng(5).normal(size=(2, 4, 5)).astype(np.float32)
     np.testing.assert_allclose(hoisted(inputs)[0], plain(inputs)[0], rtol=1e-6)
     assert not steps
@@ -161,7 +151,7 @@ def test_a_weight_dropped_language_model_trains_as_with_keras_loop(monkeypatch):
     hoisted, reference = twin(False), twin(True)
     reference.set_weights(hoisted.get_weights())
     assert any(type(layer) is KerasLoopWeightDropLSTM for layer in reference.layers)
-    steps = [_count_steps(layer, monkeypatch) for layer in language.recurrent_layers(hoisted)]
+    steps = [_count_calls(layer, "_step", monkeypatch) for layer in language.recurrent_layers(hoisted)]
     tokens = np.random.default_rng(4).integers(0, 30, (4, 9)).astype(np.int32)
     targets = np.roll(tokens, -1, axis=1)
 
