@@ -16,10 +16,11 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 EPOCHS ?=
 DISTRIBUTE ?= none
 QUANTIZE ?=
+ISA ?=
 # Not handed to the programs' environment: make would expand their text there (`$(shell ...)`).
 # make export-serving DIR=...: the folder, taken literally like DATA_DIR.
 export ZOO_SERVING_DIR := $(value DIR)
-unexport DATA_DIR EPOCHS DISTRIBUTE DIR QUANTIZE
+unexport DATA_DIR EPOCHS DISTRIBUTE DIR QUANTIZE ISA
 
 # Every value that reaches a shell command line is checked here first, with make's own functions
 # (a shell would already have run what it holds): model names, EPOCHS, DISTRIBUTE.
@@ -49,6 +50,17 @@ checked_distribute = $(if $(filter none mirrored multi_worker,$(if $(call leftov
   $(value DISTRIBUTE))),$(value DISTRIBUTE),$(error DISTRIBUTE='$(value DISTRIBUTE)' must be none, mirrored or multi_worker))
 checked_quantize = $(if $(filter int8 int8-dynamic,$(if $(call leftover,$(value QUANTIZE),$(lowercase) $(digits) -),,\
   $(value QUANTIZE))),$(value QUANTIZE),$(error QUANTIZE='$(value QUANTIZE)' must be int8 or int8-dynamic (unset: float32)))
+checked_isa = $(if $(filter avx2,\
+  $(if $(call leftover,$(value ISA),$(lowercase) $(digits)),,$(value ISA))),$(value ISA),\
+  $(error ISA='$(value ISA)' must be avx2 (unset: the CPU's own instructions)))
+# make bench / bench-peers ISA=avx2: oneDNN (TensorFlow's and PyTorch's), MKL and PyTorch's own kernels kept
+# to AVX2 on a newer CPU, a stand-in for an AVX2-only machine; the training table and the peers go to
+# reports/isa-avx2/, not the README.
+isa_env_avx2 := ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2
+ISA_ENV = $(if $(value ISA),$(isa_env_$(checked_isa)) )
+BENCH_ARGS = $(if $(value ISA),--training-only --models resnet20_cifar10 cnn_mnist lstm_ptb \
+  --output reports/isa-$(checked_isa),--update-readme)
+PEERS_ARGS = $(if $(value ISA),--output reports/isa-$(checked_isa),--update-readme)
 # Expanded in the export-% recipes only: --precision for zoo convert.
 PRECISION_ARGS = $(if $(value QUANTIZE), --precision $(checked_quantize))
 # Expanded in the train-% recipe only, so that other targets ignore these variables.
@@ -59,6 +71,7 @@ help:
 	@echo "make test | test-fast | lint | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
 	@echo "make bench | bench-serving | bench-peers | paper-<name>   (speed tables; PyTorch beside the zoo; a paper's schedule for the same minutes)"
+	@echo "make bench bench-peers ISA=avx2   (kernels kept to AVX2 on a newer CPU: reports/isa-avx2/)"
 	@echo "make export-onnx-<name> | export-tflite-<name> [QUANTIZE=int8|int8-dynamic] | formats   (converted files)"
 	@echo "make serve   (http://127.0.0.1:8501: TF Serving's REST API and the gallery)"
 	@echo "make dist | package | pins | export-serving DIR=/serving/models   (wheel, published archives, TF Serving)"
@@ -123,7 +136,7 @@ formats: $(STAMP)
 	$(PY) -m training.formats --update-readme
 
 bench: $(STAMP)
-	$(PY) -m training.bench --update-readme
+	$(ISA_ENV)$(PY) -m training.bench $(BENCH_ARGS)
 
 bench-serving: $(STAMP)
 	$(PY) -m training.bench --serving-only
@@ -133,7 +146,7 @@ bench-serving: $(STAMP)
 bench-peers: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock \
 	  $$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["peers"])')
-	$(PY) -m training.bench.peers --update-readme
+	$(ISA_ENV)$(PY) -m training.bench.peers $(PEERS_ARGS)
 
 # Every trained model on 127.0.0.1:8501 (python -m zoo serve --help for --host, --port, --models).
 serve: $(STAMP)

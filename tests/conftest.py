@@ -38,6 +38,11 @@ def registry_params(names):
 TRAINED_MODELS = [name for name in registry.list_models() if artifact.is_trained(name)]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--screenshots", default=None, metavar="DIR",
+                     help="keep the real-browser test's screenshots in DIR (default: a temporary folder)")
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_RUN_DIR, ignore_errors=True)
 

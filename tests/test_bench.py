@@ -1,7 +1,13 @@
-"""The bench report: goals judged against the measured figures (no timing here, but for a quick
-run of the serving bench against a real server)."""
+"""The bench report: goals judged against the measured figures (no timing here, but for quick runs
+of the serving bench against a real server and of the training table on one small model)."""
+import json
+import sys
+
 import pytest
 
+from tests.test_checkpoints import make_dry_run
+from training import cards
+from training.bench import __main__ as bench_main
 from training.bench.render import markdown
 from zoo import registry
 
@@ -234,3 +240,51 @@ def test_a_paper_schedule_log_of_another_architecture_is_not_timed(monkeypatch, 
     (tmp_path / "lstm_ptb_paper_schedule.json").write_text(json.dumps({"model_config": config}))
     assert measure.paper_history("lstm_ptb") == ({"epoch": [1], "elapsed_seconds": [60.0], "val_perplexity": [120.0]},
                                                  "")
+
+
+def test_a_run_with_the_kernels_kept_to_an_older_isa_says_so(monkeypatch):
+    monkeypatch.setattr(cards.tf.config, "list_physical_devices", lambda kind=None: [])  # a CPU machine
+    for name in cards.ISA_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    plain = cards.hardware_summary()
+    assert plain["isa_limits"] == {} and "limited" not in plain["summary"]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    limited = cards.hardware_summary()
+    assert limited["isa_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    assert "kernels limited by ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2" in limited["summary"]
+
+
+@pytest.mark.slow
+def test_a_training_only_bench_measures_the_named_models_and_renders(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["bench", "--quick", "--training-only", "--models", "linear_mnist",
+                                      "--output", str(tmp_path)])
+    assert bench_main.main() == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert list(results["training"]) == ["linear_mnist"] and results["matmul_flops_per_second"] > 0
+    assert "`linear_mnist`" in (tmp_path / "bench.md").read_text()
+    monkeypatch.setattr(sys, "argv", ["bench", "--training-only", "--update-readme", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        bench_main.main()
+
+
+def test_make_keeps_the_kernels_to_avx2_only_when_asked_and_checks_isa(tmp_path):
+    result = make_dry_run(tmp_path, "bench", "bench-peers", "ISA=avx2")
+    assert result.returncode == 0, result.stderr
+    limits = "ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 "
+    assert f"{limits}.venv/bin/python -m training.bench --training-only" in result.stdout
+    assert f"{limits}.venv/bin/python -m training.bench.peers --output reports/isa-avx2\n" in result.stdout
+    result = make_dry_run(tmp_path, "bench", "bench-peers")
+    assert "ONEDNN" not in result.stdout and result.stdout.count("--update-readme") == 2
+    for value in ("avx512", "avx2;touch INJECTED", "$(shell touch INJECTED)"):
+        result = make_dry_run(tmp_path, "bench", f"ISA={value}")
+        assert result.returncode != 0 and "must be avx2" in result.stderr
+    assert not (tmp_path / "INJECTED").exists()
+
+
+def test_a_limited_run_says_its_xla_figures_are_not_of_the_limited_set():
+    results = _results(0.7, 10.0, 20.0, 1.1)
+    assert "XLA compiles for the host CPU" not in markdown(results)
+    results["hardware"] = {"summary": "test machine; kernels limited by ONEDNN_MAX_CPU_ISA=AVX2",
+                           "isa_limits": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    assert markdown(results).count("XLA compiles for the host CPU") == 1

@@ -1,7 +1,8 @@
 """The gallery in a real browser: headless Chromium (Debian's chromium and chromium-driver)
 driven by selenium opens the pages of a running server, draws a digit on the canvas and types
-text, and sees the answers; screenshots go to reports/gallery/. Skipped where no browser is
-installed (apt-get install chromium chromium-driver)."""
+text, and sees the answers. Screenshots go to a temporary folder, or with `--screenshots DIR` to DIR
+(`--screenshots reports/gallery` refreshes the README's). Skipped where no browser is installed
+(apt-get install chromium chromium-driver)."""
 from __future__ import annotations
 
 import shutil
@@ -19,7 +20,6 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "reports" / "gallery"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 pytestmark = [pytest.mark.slow,
@@ -35,6 +35,15 @@ def served():
 
 
 @pytest.fixture(scope="module")
+def screenshots(request, tmp_path_factory) -> Path:
+    """Where the screenshots go: a temporary folder unless --screenshots names one."""
+    chosen = request.config.getoption("--screenshots")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -47,16 +56,15 @@ def browser():
     driver.quit()
 
 
-def test_the_index_lists_every_model(served, browser):
+def test_the_index_lists_every_model(served, browser, screenshots):
     browser.get(f"http://127.0.0.1:{served.port}/")
     rows = browser.find_elements(By.CSS_SELECTOR, "table tr")
     assert len(rows) == len(registry.list_models()) + 1
     assert "accuracy 0.9961" in browser.find_element(By.TAG_NAME, "table").text
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / "index.png"))
+    browser.save_screenshot(str(screenshots / "index.png"))
 
 
-def test_drawing_a_digit_shows_the_class_and_probability_bars(served, browser):
+def test_drawing_a_digit_shows_the_class_and_probability_bars(served, browser, screenshots):
     browser.get(f"http://127.0.0.1:{served.port}/models/cnn_mnist")
     canvas = browser.find_element(By.ID, "canvas")
     assert browser.find_element(By.ID, "normalize").is_selected()  # on by default for MNIST models
@@ -72,7 +80,7 @@ def test_drawing_a_digit_shows_the_class_and_probability_bars(served, browser):
     assert len(bars) == 10 and bars[1].text.startswith("1")
     widths = [bar.find_element(By.CLASS_NAME, "bar").size["width"] for bar in bars]
     assert max(widths) == widths[1]
-    browser.save_screenshot(str(SCREENSHOTS / "cnn_mnist.png"))
+    browser.save_screenshot(str(screenshots / "cnn_mnist.png"))
 
 
 def test_uploading_an_image_shows_its_class(served, browser, tmp_path):
@@ -85,7 +93,7 @@ def test_uploading_an_image_shows_its_class(served, browser, tmp_path):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .bar-row")) == 10
 
 
-def test_typing_text_shows_next_words_and_a_continuation(served, browser):
+def test_typing_text_shows_next_words_and_a_continuation(served, browser, screenshots):
     browser.get(f"http://127.0.0.1:{served.port}/models/lstm_ptb")
     text = browser.find_element(By.ID, "text")
     text.clear()
@@ -101,4 +109,4 @@ def test_typing_text_shows_next_words_and_a_continuation(served, browser):
     continuation = lm.generate("the company said", num_words=20, temperature=0.8, top_k=40, seed=0)
     assert browser.find_element(By.ID, "continuation").text == continuation.replace("\n", " / ")
     assert browser.find_element(By.ID, "error").text == ""
-    browser.save_screenshot(str(SCREENSHOTS / "lstm_ptb.png"))
+    browser.save_screenshot(str(screenshots / "lstm_ptb.png"))

@@ -21,6 +21,9 @@ from zoo.registry import ModelSpec
 
 # The vector extensions that decide CPU training speed here (reported beside every time).
 VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+# Settings that keep the kernels of oneDNN (TensorFlow's and PyTorch's), MKL and PyTorch's own to an
+# older instruction set than the CPU has (`make bench ISA=avx2`): a run under them says so.
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 
 def files_sha256(dataset: str) -> dict[str, str]:
@@ -102,13 +105,20 @@ def cpu_description() -> tuple[str, list[str]]:
     return model, [name for name in VECTOR_EXTENSIONS if name in flags]
 
 
+def isa_limits() -> dict[str, str]:
+    """The ISA_LIMITS set in this process's environment, name -> value."""
+    return {name: os.environ[name] for name in ISA_LIMITS if os.environ.get(name)}
+
+
 def hardware_summary() -> dict[str, Any]:
     cpu, extensions = cpu_description()
     gpu = bool(tf.config.list_physical_devices("GPU"))
-    summary = "GPU" if gpu else (f"{os.cpu_count()} CPU cores ({cpu}, {platform.machine()}, "
-                                 f"{'/'.join(extensions) or 'no AVX2'}), no GPU")
+    limits = isa_limits()
+    limited = f"; kernels limited by {', '.join(f'{k}={v}' for k, v in limits.items())}" if limits else ""
+    summary = f"GPU{limited}" if gpu else (f"{os.cpu_count()} CPU cores ({cpu}, {platform.machine()}, "
+                                           f"{'/'.join(extensions) or 'no AVX2'}{limited}), no GPU")
     return {"summary": summary, "cpu_count": os.cpu_count(), "cpu_model": cpu, "vector_extensions": extensions,
-            "machine": platform.machine(), "platform": platform.platform()}
+            "isa_limits": limits, "machine": platform.machine(), "platform": platform.platform()}
 
 
 def library_versions() -> dict[str, str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.bench.measure import language_figures, precision_speedups, run, time_to_accuracy
+from training.bench.measure import language_figures, precision_speedups, run, time_to_accuracy, training_figures
 from training.bench.render import REPORTS, markdown, write_reports
 from training.bench.serving import serving_figures
 from training.readme import read_report
+from zoo import registry
 
 
 def main() -> int:
@@ -24,9 +25,21 @@ def main() -> int:
                         help="recompute only the time-to-accuracy table (from the cards; no timing)")
     parser.add_argument("--serving-only", action="store_true",
                         help="rerun only the HTTP serving figures (python -m zoo serve) into bench.json")
+    parser.add_argument("--training-only", action="store_true",
+                        help="only the machine, matmul rate and training table, in a new bench.json "
+                             "(`make bench ISA=avx2`)")
+    parser.add_argument("--models", nargs="+", choices=registry.list_models(), default=None,
+                        help="with --training-only: these models' rows (default: every model)")
     parser.add_argument("--update-readme", action="store_true",
                         help="also quote the tables in README.md (between the bench markers)")
     args = parser.parse_args()
+    if args.models and not args.training_only:
+        parser.error("--models goes with --training-only")
+    if args.training_only and any((args.markdown_only, args.language_only, args.serving_only,
+                                   args.time_to_accuracy_only, args.precision_only)):
+        parser.error("--training-only is a run of its own; it does not combine with the other --*-only options")
+    if args.training_only and args.update_readme:
+        parser.error("--training-only writes a partial bench.json; the README quotes whole runs of `make bench`")
     partial = (args.markdown_only, args.language_only, args.serving_only, args.time_to_accuracy_only,
                args.precision_only)
     if any(partial):
@@ -39,6 +52,8 @@ def main() -> int:
             results["time_to_accuracy"] = time_to_accuracy()
         if args.serving_only:
             results.update(serving_figures(args.quick))
+    elif args.training_only:
+        results = training_figures(args.quick, args.models)
     else:
         results = run(args.quick)
         results.update(serving_figures(args.quick))

@@ -354,13 +354,32 @@ THROUGHPUT = {"image": (training_throughput, pipeline_throughput),
               "language": (language_training_throughput, language_pipeline_throughput)}
 
 
+def _train_steps(quick: bool) -> int:
+    """Train steps a round of the training and precision tables times."""
+    return 3 if quick else 20
+
+
 def run(quick: bool) -> dict:
-    steps, repeats = (3, 20) if quick else (20, 200)
+    steps, repeats = _train_steps(quick), 20 if quick else 200
+    results = training_figures(quick)
+    results["function_call_floor_ms"] = function_call_floor(repeats)
+    with tempfile.TemporaryDirectory() as work_dir:  # the ONNX conversions
+        results["inference"] = {name: inference(name, repeats, Path(work_dir)) for name in registry.list_models()
+                                if artifact.is_trained(name) and "onnxruntime" in _task(name).runtimes}
+    results.update(language_figures())
+    results["precision"] = precision_speedups(steps, 1 if quick else 3)
+    results["time_to_accuracy"] = time_to_accuracy()
+    return results
+
+
+def training_figures(quick: bool, names: list[str] | None = None) -> dict:
+    """The machine, the matmul rate and the training table (`names`, default every model)."""
+    steps = _train_steps(quick)
     results: dict[str, Any] = {"hardware": cards.hardware_summary(), "versions": cards.library_versions(),
                "created": cards.utc_now(), "quick": quick, "matmul_size": MATMUL_SIZE,
                "matmul_flops_per_second": matmul_rate()}
     results["training"] = {}
-    for name in registry.list_models():
+    for name in names or registry.list_models():
         spec = registry.get(name)
         train_rate, pipeline_rate = THROUGHPUT[spec.task]
         entry = train_rate(spec, steps, 1 if quick else 3)
@@ -373,13 +392,6 @@ def run(quick: bool) -> dict:
             entry.update(training_limits(spec, steps, 1 if quick else 3))
         results["training"][name] = entry
         print(name, json.dumps(entry), flush=True)
-    results["function_call_floor_ms"] = function_call_floor(repeats)
-    with tempfile.TemporaryDirectory() as work_dir:  # the ONNX conversions
-        results["inference"] = {name: inference(name, repeats, Path(work_dir)) for name in registry.list_models()
-                                if artifact.is_trained(name) and "onnxruntime" in _task(name).runtimes}
-    results.update(language_figures())
-    results["precision"] = precision_speedups(steps, 1 if quick else 3)
-    results["time_to_accuracy"] = time_to_accuracy()
     return results
 
 

@@ -369,7 +369,8 @@ def main() -> int:
     path = Path(args.output) / "bench.json"
     results = read_report(path, {})
     if not results.get("training"):
-        raise SystemExit(f"{path} holds no `make bench` figures to add the peers to; run `make bench` first")
+        raise SystemExit(f"{path} holds no `make bench` figures to add the peers to; run `make bench` first "
+                         "(with the same ISA= for a limited run)")
     results.update(peer_figures(args.quick, tuple(args.models)))
     write_reports(results, Path(args.output), args.update_readme)
     print(markdown(results))

@@ -64,6 +64,7 @@ def _peers(results: dict) -> list[str]:
     if not peers:
         return []
     measured = peers["measured"]
+    same_limits = measured["hardware"].get("isa_limits") == results["hardware"].get("isa_limits")  # said above
     quick = " A quick run (few rounds): a smoke test of the bench, not a measurement." if measured["quick"] else ""
     if measured["load_average"] >= SHARED_LOAD * measured["threads"]:
         quick += (" The cores were shared when it started: PyTorch's OpenMP threads wait for each other at every "
@@ -76,7 +77,8 @@ def _peers(results: dict) -> list[str]:
              "counts), same batch, loss, optimizer and peak learning rate, float32, both on "
              f"{measured['threads']} threads. One process alternates {measured['rounds']} rounds of "
              f"{measured['steps_per_round']} train steps (the zoo's, then each PyTorch variant's); each ratio "
-             f"is the median of the rounds' ratios (range in brackets).{quick}\n",
+             f"is the median of the rounds' ratios (range in brackets).{quick}"
+             f"{'' if same_limits else _isa_note(measured['hardware'])}\n",
              "| model | batch | zoo examples/s | PyTorch | PyTorch examples/s | zoo / PyTorch | goal |",
              "|---|---|---|---|---|---|---|"]
     for name, entry in peers["models"].items():
@@ -115,6 +117,8 @@ def _peers(results: dict) -> list[str]:
 
 
 def _inference(results: dict) -> list[str]:
+    if "inference" not in results:  # a partial run (--training-only)
+        return []
     lines = ["\n## Inference (one example: p50 / p99 ms; batch of 256: examples/s)\n",
              "Goals are judged on `zoo.load(name, runtime=\"onnxruntime\")`; the default TensorFlow runtime "
              "is shown beside it, with its signature called alone (no zoo code).\n",
@@ -138,6 +142,8 @@ def _inference(results: dict) -> list[str]:
 
 
 def _generation(results: dict) -> list[str]:
+    if "generation" not in results:  # a partial run (--training-only)
+        return []
     lines = ["\n## Language-model generation through `step`\n"]
     measured = results.get("generation_measured")
     if measured:
@@ -153,6 +159,8 @@ def _generation(results: dict) -> list[str]:
 
 
 def _time_to_accuracy(results: dict) -> list[str]:
+    if "time_to_accuracy" not in results:  # a partial run (--training-only)
+        return []
     lines = ["\n## Time to accuracy\n",
              "The committed recipe's minutes come from its card's per-epoch history; the paper schedule's "
              "from `make paper-<name>` (training/paper.py), run for as long as the committed recipe took, "
@@ -238,12 +246,21 @@ def _precision(results: dict) -> list[str]:
     return lines
 
 
+def _isa_note(hardware: dict) -> str:
+    """What a run with the kernels kept to an older instruction set (`make bench ISA=avx2`) does not cover."""
+    if not hardware.get("isa_limits"):
+        return ""
+    return (" The limits keep oneDNN, MKL and PyTorch's kernels to the named instruction set; XLA compiles for "
+            "the host CPU whatever they say, so the XLA figures here are not figures of that set.")
+
+
 def _body(results: dict) -> str:
     rate = results["matmul_flops_per_second"] / 1e9
     size = f" ({results['matmul_size']} x {results['matmul_size']})" if "matmul_size" in results else ""
     intro = (f"Measured by `make bench` on {results['hardware']['summary']} ({results['created']}). "
              f"Dense float32 matmul rate{size} measured in the same run: {rate:.1f} GFLOP/s. "
-             "Figures are ratios within this run; absolute times drift on a shared machine.\n")
+             "Figures are ratios within this run; absolute times drift on a shared machine."
+             f"{_isa_note(results['hardware'])}\n")
     sections = (_training(results) + _precision(results) + _peers(results) + _inference(results)
                 + _generation(results) + _time_to_accuracy(results))
     return "\n".join([intro, *sections])
