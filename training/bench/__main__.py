@@ -33,15 +33,14 @@ def main() -> int:
     parser.add_argument("--update-readme", action="store_true",
                         help="also quote the tables in README.md (between the bench markers)")
     args = parser.parse_args()
+    partial = (args.markdown_only, args.language_only, args.serving_only, args.time_to_accuracy_only,
+               args.precision_only)
     if args.models and not args.training_only:
         parser.error("--models goes with --training-only")
-    if args.training_only and any((args.markdown_only, args.language_only, args.serving_only,
-                                   args.time_to_accuracy_only, args.precision_only)):
+    if args.training_only and any(partial):
         parser.error("--training-only is a run of its own; it does not combine with the other --*-only options")
     if args.training_only and args.update_readme:
         parser.error("--training-only writes a partial bench.json; the README quotes whole runs of `make bench`")
-    partial = (args.markdown_only, args.language_only, args.serving_only, args.time_to_accuracy_only,
-               args.precision_only)
     if any(partial):
         results = read_report(Path(args.output) / "bench.json", hint="run `make bench` first")
         if args.language_only:

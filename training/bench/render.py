@@ -117,8 +117,6 @@ def _peers(results: dict) -> list[str]:
 
 
 def _inference(results: dict) -> list[str]:
-    if "inference" not in results:  # a partial run (--training-only)
-        return []
     lines = ["\n## Inference (one example: p50 / p99 ms; batch of 256: examples/s)\n",
              "Goals are judged on `zoo.load(name, runtime=\"onnxruntime\")`; the default TensorFlow runtime "
              "is shown beside it, with its signature called alone (no zoo code).\n",
@@ -142,8 +140,6 @@ def _inference(results: dict) -> list[str]:
 
 
 def _generation(results: dict) -> list[str]:
-    if "generation" not in results:  # a partial run (--training-only)
-        return []
     lines = ["\n## Language-model generation through `step`\n"]
     measured = results.get("generation_measured")
     if measured:
@@ -159,8 +155,6 @@ def _generation(results: dict) -> list[str]:
 
 
 def _time_to_accuracy(results: dict) -> list[str]:
-    if "time_to_accuracy" not in results:  # a partial run (--training-only)
-        return []
     lines = ["\n## Time to accuracy\n",
              "The committed recipe's minutes come from its card's per-epoch history; the paper schedule's "
              "from `make paper-<name>` (training/paper.py), run for as long as the committed recipe took, "
@@ -254,6 +248,10 @@ def _isa_note(hardware: dict) -> str:
             "the host CPU whatever they say, so the XLA figures here are not figures of that set.")
 
 
+_SECTIONS = (("training", _training), ("precision", _precision), ("peers", _peers), ("inference", _inference),
+             ("generation", _generation), ("time_to_accuracy", _time_to_accuracy))
+
+
 def _body(results: dict) -> str:
     rate = results["matmul_flops_per_second"] / 1e9
     size = f" ({results['matmul_size']} x {results['matmul_size']})" if "matmul_size" in results else ""
@@ -261,8 +259,8 @@ def _body(results: dict) -> str:
              f"Dense float32 matmul rate{size} measured in the same run: {rate:.1f} GFLOP/s. "
              "Figures are ratios within this run; absolute times drift on a shared machine."
              f"{_isa_note(results['hardware'])}\n")
-    sections = (_training(results) + _precision(results) + _peers(results) + _inference(results)
-                + _generation(results) + _time_to_accuracy(results))
+    # A partial run (--training-only) lacks some keys: their sections are left out.
+    sections = [line for key, section in _SECTIONS if key in results for line in section(results)]
     return "\n".join([intro, *sections])
 
 
