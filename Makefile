@@ -40,7 +40,7 @@ drop_chars = $(if $(2),$(call drop_chars,$(subst $(firstword $(2)),,$(1)),$(word
 # $(call model_name,STEM): the stem of a pattern target when it is a registry name, else stop.
 model_name = $(if $(and $(1),$(if $(call leftover,$(1),$(lowercase) $(digits) _),,ok)),$(1),$(error \
   model name '$(1)' must be letters a-z, digits and _ only (see `make list`)))
-PATTERN_TARGETS := train paper evaluate export-onnx export-tflite experiment
+PATTERN_TARGETS := train paper evaluate export-onnx export-tflite experiment profile
 # Goals given on the command line are checked before anything runs (the venv bootstrap included).
 checked_goals := $(foreach goal,$(MAKECMDGOALS),$(foreach target,$(PATTERN_TARGETS),\
   $(if $(filter $(target)-%,$(goal)),$(call model_name,$(patsubst $(target)-%,%,$(goal))))))
@@ -53,9 +53,9 @@ checked_quantize = $(if $(filter int8 int8-dynamic,$(if $(call leftover,$(value 
 checked_isa = $(if $(filter avx2,\
   $(if $(call leftover,$(value ISA),$(lowercase) $(digits)),,$(value ISA))),$(value ISA),\
   $(error ISA='$(value ISA)' must be avx2 (unset: the CPU's own instructions)))
-# make bench / bench-peers ISA=avx2: oneDNN (TensorFlow's and PyTorch's), MKL and PyTorch's own kernels kept
-# to AVX2 on a newer CPU, a stand-in for an AVX2-only machine; the training table and the peers go to
-# reports/isa-avx2/, not the README.
+# make bench / bench-peers / profile-<name> ISA=avx2: oneDNN (TensorFlow's and PyTorch's), MKL and PyTorch's
+# own kernels kept to AVX2 on a newer CPU, a stand-in for an AVX2-only machine; the training table, the peers
+# and the profiles go to reports/isa-avx2/, not the README.
 isa_env_avx2 := ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2
 ISA_ENV = $(if $(value ISA),$(isa_env_$(checked_isa)) )
 BENCH_ARGS = $(if $(value ISA),--training-only --models resnet20_cifar10 cnn_mnist lstm_ptb \
@@ -71,7 +71,8 @@ help:
 	@echo "make test | test-fast | lint | demo | list | verify | train-<name> | evaluate-<name>   [DATA_DIR=/raw/data]"
 	@echo "make experiments | experiment-<name>   (reports/<name>/: JSON + PNG; see reports/README.md)"
 	@echo "make bench | bench-serving | bench-peers | paper-<name>   (speed tables; PyTorch beside the zoo; a paper's schedule for the same minutes)"
-	@echo "make bench bench-peers ISA=avx2   (kernels kept to AVX2 on a newer CPU: reports/isa-avx2/)"
+	@echo "make profile-<name>   (where a train step's time goes, op by op; PyTorch's beside it once bench-peers installed it)"
+	@echo "make bench bench-peers profile-<name> ISA=avx2   (kernels kept to AVX2 on a newer CPU: reports/isa-avx2/)"
 	@echo "make export-onnx-<name> | export-tflite-<name> [QUANTIZE=int8|int8-dynamic] | formats   (converted files)"
 	@echo "make serve   (http://127.0.0.1:8501: TF Serving's REST API and the gallery)"
 	@echo "make dist | package | pins | export-serving DIR=/serving/models   (wheel, published archives, TF Serving)"
@@ -147,6 +148,11 @@ bench-peers: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock \
 	  $$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["peers"])')
 	$(ISA_ENV)$(PY) -m training.bench.peers $(PEERS_ARGS)
+
+# reports/profile-<name>.{json,md}: the bench's train step under TensorFlow's profiler, op times by kind,
+# and PyTorch's eager step beside it where the `peers` extra is installed (make bench-peers installs it).
+profile-%: $(STAMP)
+	$(ISA_ENV)$(PY) -m training.bench.profile $(call model_name,$*)$(if $(value ISA), --output reports/isa-$(checked_isa))
 
 # Every trained model on 127.0.0.1:8501 (python -m zoo serve --help for --host, --port, --models).
 serve: $(STAMP)

@@ -344,11 +344,17 @@ def tensorflow_threads() -> int:
     return tf.config.threading.get_intra_op_parallelism_threads() or convert.available_cores()
 
 
-def peer_figures(quick: bool, models: tuple[str, ...] = MODELS) -> dict:
-    steps, rounds = (2, 2) if quick else (10, 5)
+def pin_threads() -> int:
+    """PyTorch on TensorFlow's thread count, seeded; returns the count."""
     threads = tensorflow_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    return threads
+
+
+def peer_figures(quick: bool, models: tuple[str, ...] = MODELS) -> dict:
+    steps, rounds = (2, 2) if quick else (10, 5)
+    threads = pin_threads()
     measured = {"created": cards.utc_now(), "hardware": cards.hardware_summary(),
                 "load_average": os.getloadavg()[0], "threads": threads, "torch": torch.__version__,
                 "tensorflow": tf.__version__, "steps_per_round": steps, "rounds": rounds, "quick": quick}
