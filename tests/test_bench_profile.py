@@ -35,6 +35,8 @@ from zoo import registry
     ("AddV2", "sgd_10x/AddV2", r"sgd(?:_\d+)?", "other"),  # another scope that starts alike
     ("Mul", "gradient_tape/compile_loss/mul", "sgd", "loss"),
     ("aten::add_", "", "", "other"),
+    ("DepthwiseConv2dNativeBackpropFilter", "x", "", "convolution backward"),
+    ("DepthwiseConv2dNative", "x", "", "convolution forward"),
     ("_MklNativeMaxPool", "functional/pool/MaxPool", "", "pooling"),
     ("aten::max_pool2d_with_indices", "", "", "pooling"),
     ("StatelessRandomUniformV2", "functional/stage0_dropout/stateless_random_uniform/StatelessRandomUniformV2",
@@ -74,6 +76,13 @@ def test_overlapping_ops_share_the_wall_time_and_runtime_events_are_left_out():
     assert figures["op_ms_per_step"] == pytest.approx(15 / 5)
 
 
+def test_an_empty_span_takes_no_share_of_the_time_after_it():
+    space = _space({0: [("a/Relu:Relu", 0, 0), ("b/Conv2D:Conv2D", 0, 10), ("c/AddV2:AddV2", 20, 5)]})
+    figures = profile.op_times(space, steps=1)
+    assert figures["ops"] == pytest.approx({"Conv2D": 10.0, "AddV2": 5.0})
+    assert figures["op_ms_per_step"] == pytest.approx(15.0)  # the 10 ms gap is no op's
+
+
 def test_a_profile_without_op_events_is_refused():
     with pytest.raises(RuntimeError, match="no op events"):
         profile.op_times(_space({0: [("ExecutorState::Process", 0, 1)]}), steps=1)
@@ -109,9 +118,11 @@ def test_torch_profile_of_a_train_step():
         model(x).square().mean().backward()
         optimizer.step()
     figures = profile.torch_profile(step, steps=3)
-    kinds = figures["kinds"]
-    # aten::relu's work is its child clamp_min's, counted as activation through the ancestor.
-    assert kinds["matmul"] > 0 and kinds["activation"] > 0 and kinds["optimizer"] > 0
+    kinds, ops = figures["kinds"], figures["ops"]
+    # aten::relu's work is its child clamp_min's (a name of no kind), counted as activation through the ancestor.
+    assert "aten::clamp_min" in ops
+    assert kinds["activation"] >= ops["aten::clamp_min"] + ops["aten::threshold_backward"]
+    assert kinds["matmul"] > 0 and kinds["optimizer"] > 0
     assert 0 < figures["op_ms_per_step"] <= 1.1 * figures["wall_ms_per_step"]
 
 
@@ -155,19 +166,20 @@ def test_markdown_only_rewrites_the_report_from_its_json(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow  # real train steps of the registered models under TensorFlow's profiler
-@pytest.mark.parametrize("name, kinds", [
-    ("resnet20_cifar10", ("convolution forward", "convolution backward", "batch norm", "activation")),
-    ("lstm_ptb", ("recurrent", "matmul", "dropout")),
+@pytest.mark.parametrize("name, unit, kinds", [
+    ("resnet20_cifar10", "examples", ("convolution forward", "convolution backward", "batch norm", "activation")),
+    ("lstm_ptb", "tokens", ("recurrent", "matmul", "dropout")),
 ])
-def test_profile_model_splits_the_bench_step(name, kinds, monkeypatch):
+def test_profile_model_splits_the_bench_step(name, unit, kinds, monkeypatch):
     monkeypatch.setattr(profile, "_peer_step", lambda name: (None, "left out here"))
     result = profile.profile_model(name, steps=2)
     figures = result["tensorflow"]
     # The optimizer's and the loss's ops are found by their name scopes (the language twin's by pattern).
     assert all(figures["kinds"].get(kind, 0) > 0 for kind in (*kinds, "optimizer", "loss"))
-    spec = registry.get(name)
-    recipe = resolve(spec)
-    assert result["examples_per_step"] == recipe.batch_size * (recipe.sequence_length if spec.task == "language" else 1)
+    assert result["unit"] == unit
+    recipe = resolve(registry.get(name))
+    per_example = {"examples": 1, "tokens": recipe.sequence_length}[result["unit"]]
+    assert result["examples_per_step"] == recipe.batch_size * per_example
 
 
 @pytest.mark.slow  # real PyTorch train steps

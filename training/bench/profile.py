@@ -32,8 +32,8 @@ from zoo import files, registry
 
 # (kind, pattern over a TensorFlow op type or an aten op name); the first match names the kind.
 KINDS: tuple[tuple[str, str], ...] = (
-    ("convolution backward", r"Conv2DBackprop|convolution_backward"),
-    ("convolution forward", r"Conv2D|convolution|conv2d"),
+    ("convolution backward", r"Conv2[dD]\w*Backprop|convolution_backward"),
+    ("convolution forward", r"Conv2[dD]|convolution|conv2d"),  # Conv2d: DepthwiseConv2dNative
     ("recurrent", r"lstm|gru|rnn"),
     ("matmul", r"MatMul|^aten::(addmm|mm|bmm|linear|matmul)$"),
     ("batch norm", r"BatchNorm|batch_norm"),
@@ -77,8 +77,8 @@ def op_times(space: xplane_pb2.XSpace, steps: int, optimizer_scope: str = "") ->
         for line in plane.lines:
             for event in line.events:
                 match = _OP_EVENT.match(plane.event_metadata[event.metadata_id].name)
-                if not match or match[2] in _WRAPPERS or match[1].startswith("__inference"):
-                    continue
+                if not match or match[2] in _WRAPPERS or match[1].startswith("__inference") or event.duration_ps <= 0:
+                    continue  # (an empty span would start after its own end in the sweep and never close)
                 start = line.timestamp_ns * 1000 + event.offset_ps
                 spans.append((start, start + event.duration_ps, match[2], kind_of(match[2], match[1], optimizer_scope)))
     if not spans:
@@ -145,28 +145,36 @@ def torch_profile(step: Callable[[], Any], steps: int) -> dict:
 
 
 def _torch_kind(event) -> str:
-    node = event
+    """The nearest kind on the way up from `event`; any op inside a recurrent op (aten::lstm's matmuls and
+    gates) is recurrent, as TensorFlow's ops are inside a recurrent layer's scope."""
+    nearest, node = "other", event
     while node is not None:
         if node.name.startswith("Optimizer.step"):  # torch.optim's region around each step
             return "optimizer"
         kind = kind_of(node.name) if node.name.startswith("aten::") else "other"
-        if kind != "other":
+        if kind == "recurrent":
             return kind
+        nearest = kind if nearest == "other" else nearest
         node = node.cpu_parent
-    return "other"
+    return nearest
 
 
-def _zoo_step(spec) -> tuple[Callable[[], Any], str, int]:
-    """(the bench's train step of `spec`, a pattern of its optimizer's name scope, examples per step)."""
-    if spec.task == "language":
-        step, tokens = language_train_step(spec)
-        # The twin's optimizer is not reachable from its step; Keras names optimizers after their
-        # class, numbered from the second ("sgd", "sgd_1"), so the class's name stands for it.
-        base = re.sub(r"_\d+$", "", loop.make_optimizer(resolve(spec), 1).name)
-        return step, re.escape(base) + r"(?:_\d+)?", tokens
+def _language_step(spec) -> tuple[Callable[[], Any], str, int, str]:
+    step, tokens = language_train_step(spec)
+    # The twin's optimizer is not reachable from its step; Keras names optimizers after their
+    # class, numbered from the second ("sgd", "sgd_1"), so the class's name stands for it.
+    base = re.sub(r"_\d+$", "", loop.make_optimizer(resolve(spec), 1).name)
+    return step, re.escape(base) + r"(?:_\d+)?", tokens, "tokens"
+
+
+def _image_step(spec) -> tuple[Callable[[], Any], str, int, str]:
     model = spec.build()
     step, batch_size = image_train_step(spec, model)
-    return step, re.escape(model.optimizer.name), batch_size
+    return step, re.escape(model.optimizer.name), batch_size, "examples"
+
+
+# task -> (the bench's train step of a spec, a pattern of its optimizer's name scope, examples per step, their unit)
+ZOO_STEPS = {"image": _image_step, "language": _language_step}
 
 
 def _peer_step(name: str) -> tuple[Callable[[], Any] | None, str]:
@@ -185,9 +193,8 @@ def _peer_step(name: str) -> tuple[Callable[[], Any] | None, str]:
 def profile_model(name: str, steps: int) -> dict:
     spec = registry.get(name)
     result: dict[str, Any] = {"model": name, "created": cards.utc_now(), "hardware": cards.hardware_summary(),
-                              "load_average": os.getloadavg()[0], "versions": cards.library_versions(),
-                              "steps": steps, "unit": "tokens" if spec.task == "language" else "examples"}
-    step, scope, result["examples_per_step"] = _zoo_step(spec)
+                              "load_average": os.getloadavg()[0], "versions": cards.library_versions(), "steps": steps}
+    step, scope, result["examples_per_step"], result["unit"] = ZOO_STEPS[spec.task](spec)
     result["tensorflow"] = tensorflow_profile(step, steps, scope)
     peer, result["no_peer"] = _peer_step(name)
     if peer is not None:
