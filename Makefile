@@ -58,9 +58,9 @@ checked_isa = $(if $(filter avx2,\
 # and the profiles go to reports/isa-avx2/, not the README.
 isa_env_avx2 := ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2
 ISA_ENV = $(if $(value ISA),$(isa_env_$(checked_isa)) )
-BENCH_ARGS = $(if $(value ISA),--training-only --models resnet20_cifar10 cnn_mnist lstm_ptb \
-  --output reports/isa-$(checked_isa),--update-readme)
-PEERS_ARGS = $(if $(value ISA),--output reports/isa-$(checked_isa),--update-readme)
+ISA_OUTPUT = --output reports/isa-$(checked_isa)
+BENCH_ARGS = $(if $(value ISA),--training-only --models resnet20_cifar10 cnn_mnist lstm_ptb $(ISA_OUTPUT),--update-readme)
+PEERS_ARGS = $(if $(value ISA),$(ISA_OUTPUT),--update-readme)
 # Expanded in the export-% recipes only: --precision for zoo convert.
 PRECISION_ARGS = $(if $(value QUANTIZE), --precision $(checked_quantize))
 # Expanded in the train-% recipe only, so that other targets ignore these variables.
@@ -152,7 +152,7 @@ bench-peers: $(STAMP)
 # reports/profile-<name>.{json,md}: the bench's train step under TensorFlow's profiler, op times by kind,
 # and PyTorch's eager step beside it where the `peers` extra is installed (make bench-peers installs it).
 profile-%: $(STAMP)
-	$(ISA_ENV)$(PY) -m training.bench.profile $(call model_name,$*)$(if $(value ISA), --output reports/isa-$(checked_isa))
+	$(ISA_ENV)$(PY) -m training.bench.profile $(call model_name,$*)$(if $(value ISA), $(ISA_OUTPUT))
 
 # Every trained model on 127.0.0.1:8501 (python -m zoo serve --help for --host, --port, --models).
 serve: $(STAMP)
