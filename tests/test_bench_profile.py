@@ -39,6 +39,10 @@ from zoo import registry
     ("DepthwiseConv2dNative", "x", "", "convolution forward"),
     ("_MklNativeMaxPool", "functional/pool/MaxPool", "", "pooling"),
     ("aten::max_pool2d_with_indices", "", "", "pooling"),
+    ("Mean", "functional_1/global_average_pooling2d_1/Mean", "", "pooling"),  # Keras' global pooling
+    ("Tile", "gradient_tape/functional_1/global_average_pooling2d_1/Mean/Tile", "", "pooling"),
+    ("aten::adaptive_avg_pool2d", "", "", "pooling"),
+    ("Mean", "functional_1/head/Mean", "", "other"),
     ("StatelessRandomUniformV2", "functional/stage0_dropout/stateless_random_uniform/StatelessRandomUniformV2",
      "sgd", "dropout"),
     ("aten::bernoulli_", "", "", "dropout"),
@@ -174,7 +178,7 @@ def test_profile_model_splits_the_bench_step(name, unit, kinds, monkeypatch):
     monkeypatch.setattr(profile, "_peer_step", lambda name: (None, "left out here"))
     result = profile.profile_model(name, steps=2)
     figures = result["tensorflow"]
-    # The optimizer's and the loss's ops are found by their name scopes (the language twin's by pattern).
+    # The optimizer's and the loss's ops are found by their name scopes (the language twin's read from its step).
     assert all(figures["kinds"].get(kind, 0) > 0 for kind in (*kinds, "optimizer", "loss"))
     assert result["unit"] == unit
     recipe = resolve(registry.get(name))

@@ -5,7 +5,17 @@ import tensorflow as tf
 from training.cards import files_sha256
 from zoo import registry
 from zoo.data.common import raw_data_dir
-from zoo.data.images import AUGMENTATIONS, IMAGE_DATASETS, Affine, affine_transforms, image_pipeline, load_images
+from zoo.data.images import (
+    AUGMENTATIONS,
+    IMAGE_DATASETS,
+    Affine,
+    affine_transforms,
+    elastic_displacements,
+    image_pipeline,
+    load_images,
+    random_affine,
+    warp,
+)
 
 
 def test_raw_data_dir_precedence(tmp_path, monkeypatch):
@@ -87,6 +97,57 @@ def test_affine_augmentation_moves_digits_within_its_ranges():
         assert abs(rows.mean() - 13.5) <= 3.6 and abs(columns.mean() - 13.5) <= 3.6
         slope = np.polyfit(columns, rows, 1)[0]
         assert abs(np.degrees(np.arctan(slope))) <= 21
+
+
+def test_warp_reads_the_displaced_points_bilinearly_with_zeros_outside():
+    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 28, 28, 1)), tf.float32)
+    identity = affine_transforms(tf.zeros([2]), tf.ones([2]), tf.zeros([2, 2]), 28, 28)
+    still = tf.zeros([2, 28, 28, 2])
+    np.testing.assert_allclose(warp(images, identity, still), images, atol=1e-4)
+    right = tf.concat([tf.fill([2, 28, 28, 1], 1.0), tf.zeros([2, 28, 28, 1])], -1)  # each pixel reads x + 1
+    expected = np.zeros((2, 28, 28, 1), np.float32)
+    expected[:, :, :27] = images.numpy()[:, :, 1:]
+    np.testing.assert_allclose(warp(images, identity, right), expected, atol=1e-4)
+    half = 0.5 * tf.concat([tf.zeros([2, 28, 28, 1]), tf.ones([2, 28, 28, 1])], -1)  # y + 0.5
+    expected = np.zeros((2, 28, 28, 1), np.float32)
+    expected[:, :27] = (images.numpy()[:, :27] + images.numpy()[:, 1:]) / 2
+    expected[:, 27] = images.numpy()[:, 27] / 2  # half of the last row, half of the zeros below
+    np.testing.assert_allclose(warp(images, identity, half), expected, atol=1e-3)
+
+
+def test_the_elastic_path_with_no_distortion_is_the_affine_augmentation():
+    images = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1)).astype(np.uint8)
+    seed = tf.constant(5, tf.int64)
+    np.testing.assert_array_equal(random_affine(images, seed, Affine(20.0, 3.0, 0.1, 1e-6, 4.0)),
+                                  random_affine(images, seed, Affine(20.0, 3.0, 0.1)))
+
+
+def test_elastic_displacements_are_smooth_fields_of_the_stated_size():
+    sigma, alpha = 4.0, 34.0
+    fields = elastic_displacements(tf.constant([64, 28, 28]), tf.constant([1, 2], tf.int64), alpha, sigma).numpy()
+    assert fields.shape == (64, 28, 28, 2)
+    # Smoothing uniform noise (variance 1/3) by a normalised 2-D Gaussian divides its variance by
+    # 4 pi sigma^2; the border (zeros beyond it) lowers it somewhat.
+    stated = alpha / np.sqrt(3 * 4 * np.pi * sigma**2)
+    assert 0.6 * stated < fields[:, 8:20, 8:20].std() < 1.1 * stated
+    assert abs(fields.mean()) < 0.1 * stated
+    neighbours = np.corrcoef(fields[:, :, :-1, 0].ravel(), fields[:, :, 1:, 0].ravel())[0, 1]
+    assert neighbours > 0.95  # smooth: a pixel moves as its neighbours do
+    assert np.corrcoef(fields[..., 0].ravel(), fields[..., 1].ravel())[0, 1] < 0.1  # x and y drawn apart
+    assert np.abs(fields[0] - fields[1]).max() > 0.5  # per image
+
+
+def test_elastic_augmentation_distorts_digits_without_moving_them_far():
+    image = np.zeros((1, 28, 28, 1), np.uint8)
+    image[0, 12:16, 6:22] = 255  # a horizontal bar through the centre
+    dataset = tf.data.Dataset.from_tensor_slices((np.repeat(image, 64, 0), np.zeros(64)))
+    bent = next(iter(image_pipeline(dataset, 64, True, "affine", 0, Affine(0.0, 0.0, 0.0, 34.0, 4.0))))[0].numpy()
+    assert len({picture.tobytes() for picture in bent}) == 64
+    for picture in bent:
+        assert not np.array_equal(picture, image[0])
+        rows, columns = np.nonzero(picture[..., 0] > 127)
+        assert abs(rows.mean() - 13.5) <= 3 and abs(columns.mean() - 13.5) <= 3
+        assert 0.4 < picture.sum() / image.sum() < 2.5  # stretched or squeezed in places, not erased
 
 
 def test_augmentation_is_drawn_per_image_within_a_batch():

@@ -203,7 +203,7 @@ def test_allconv_downsamples_by_strided_convs_not_pooling():
     assert not [layer for layer in model.layers if "pool" in type(layer).__name__.lower()]
     # 28 -> two 'valid' 3x3 convs -> 24 -> stride 2 -> 12 -> 10 -> 8 -> 4 -> the 4x4 head -> 1
     assert [model.get_layer(f"stage{s}_down").output.shape[1] for s in (0, 1)] == [12, 4]
-    assert model.get_layer("head").output.shape[1:] == (1, 1, 192)
+    assert model.get_layer("head").output.shape[1:] == (1, 1, 128)
     assert all(model.get_layer(f"{layer.name}_bn") for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
 
 

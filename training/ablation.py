@@ -89,9 +89,11 @@ def markdown(name: str, report_dir: Path = REPORT_DIR) -> str:
     results = [json.loads(path.read_text()) for path in sorted((report_dir / name).glob("*.json"))]
     lower_is_better = registry.get(name).metric == "perplexity"
     results.sort(key=lambda result: result["value"] if lower_is_better else -result["value"])
-    lines = [f"# Ablation: {name}\n", "Each row one run of `python -m training.ablation` (command in "
-             "the JSON beside this file), measured on the validation split; the test split is not used.\n",
-             "| variant | changes from the registry's recipe | validation | epochs | minutes | machine |",
+    lines = [f"# Ablation: {name}\n", "Each row one run of `python -m training.ablation` (command and date in "
+             "the JSON beside this file), measured on the validation split; the test split is not used. "
+             "Changes are from the registry's entry on the run's date (an adopted variant becomes the "
+             "registry's; `git log -p zoo/catalog.py` shows when).\n",
+             "| variant | changes from the registry's recipe then | validation | epochs | minutes | machine |",
              "|---|---|---|---|---|---|"]
     for result in results:
         changes = ", ".join(f"{key}={value}" for key, value in

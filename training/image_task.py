@@ -74,7 +74,8 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
         steps_per_epoch: int | None = steps
     else:
         # A resumed run continues with fresh epochs of order and augmentation, not a replay of epoch 1.
-        affine = Affine(recipe.affine_rotation, recipe.affine_translation, recipe.affine_scale)
+        affine = Affine(recipe.affine_rotation, recipe.affine_translation, recipe.affine_scale,
+                        recipe.elastic_alpha, recipe.elastic_sigma)
         train_data = image_pipeline(train_raw, recipe.batch_size, True, recipe.augment, recipe.seed + completed,
                                     affine)
         steps_per_epoch = None

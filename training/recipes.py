@@ -35,6 +35,10 @@ class Recipe:
     affine_rotation: float = 15.0
     affine_translation: float = 3.0
     affine_scale: float = 0.1
+    # affine with elastic_alpha > 0: also an elastic distortion (Simard et al. 2003), a smoothed
+    # random displacement field (zoo.data.images.Affine)
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
     # An exponential moving average of the weights (Keras' use_ema), which the model gets at the
     # end of training; None: the last weights.
     ema_momentum: float | None = None
@@ -89,11 +93,16 @@ class Recipe:
             raise ValueError(f"recipe warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}")
         for name, low, high in (("weight_decay", 0, None), ("momentum", 0, 1), ("label_smoothing", 0, 1),
                                 ("affine_rotation", 0, 180), ("affine_translation", 0, None), ("affine_scale", 0, 1),
+                                ("elastic_alpha", 0, None),
                                 ("triangle_peak", 0, 1)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
                 bounds = f"in [{low}, {high})" if high is not None else f">= {low}"
                 raise ValueError(f"recipe {name} must be a number {bounds}, got {value!r}")
+        if not (isinstance(self.elastic_sigma, (int, float)) and 0.5 <= self.elastic_sigma <= 16):
+            raise ValueError(f"recipe elastic_sigma must be a number in [0.5, 16] pixels, got {self.elastic_sigma!r}")
+        if self.elastic_alpha > 0 and self.augment != "affine":
+            raise ValueError(f"recipe elastic_alpha distorts the affine augmentation; augment is {self.augment!r}")
         if self.ema_momentum is not None and not (isinstance(self.ema_momentum, float) and 0 < self.ema_momentum < 1):
             raise ValueError(f"recipe ema_momentum must be None or in (0, 1), got {self.ema_momentum!r}")
         if self.averaging == "nt_asgd" and self.ema_momentum is not None:

@@ -121,13 +121,20 @@ def language_train_step(spec, precision: str = "float32", hoist_inputs: bool = T
     """(one train step of the stateful training twin on a fixed window of random token ids
     [batch, sequence_length], already traced; tokens per step). hoist_inputs=False: with Keras'
     own recurrent loop (zoo.models.recurrent); jit_compile: XLA on or off (default: the recipe's)."""
+    _, step, tokens = language_twin_step(spec, precision, hoist_inputs, jit_compile)
+    return step, tokens
+
+
+def language_twin_step(spec, precision: str = "float32", hoist_inputs: bool = True,
+                       jit_compile: bool | None = None) -> tuple[keras.Model, Callable[[], Any], int]:
+    """language_train_step's (the training twin it steps, the step, tokens per step)."""
     recipe = resolve(spec, {"precision": precision, **({} if jit_compile is None else {"jit_compile": jit_compile})})
     twin = compiled_twin(spec, recipe, steps_per_epoch=100, hoist_inputs=hoist_inputs)
     shape = (recipe.batch_size, recipe.sequence_length)
     rng = np.random.default_rng(0)
     inputs, targets = (rng.integers(0, spec.config.vocab_size, shape, dtype=np.int32) for _ in range(2))
     twin.train_on_batch(inputs, targets)  # trace and build
-    return (lambda: twin.train_on_batch(inputs, targets)), inputs.size
+    return twin, (lambda: twin.train_on_batch(inputs, targets)), inputs.size
 
 
 def recurrent_train_step(spec) -> tuple[Callable[[], Any], int]:

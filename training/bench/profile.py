@@ -23,11 +23,10 @@ from typing import Any, Callable
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the profiler's output (no public reader)
 
-from training import cards, loop
-from training.bench.measure import image_train_step, language_train_step, timed
+from training import cards
+from training.bench.measure import image_train_step, language_twin_step, timed
 from training.bench.render import REPORTS
 from training.readme import read_report
-from training.recipes import resolve
 from zoo import files, registry
 
 # (kind, pattern over a TensorFlow op type or an aten op name); the first match names the kind.
@@ -43,9 +42,11 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("loss", r"SoftmaxCrossEntropy|LogSoftmax|cross_entropy|log_softmax|nll_loss"),
 )
 # TensorFlow name scopes that name a kind whatever the op's type (gradients included, under
-# gradient_tape/...): Keras' loss, a dropout's, the zoo's recurrent layers (lstm_1, gru_2, ...).
+# gradient_tape/...): Keras' loss, a dropout's, the zoo's recurrent layers (lstm_1, gru_2, ...),
+# Keras' global pooling (a Mean or Max op, as PyTorch's adaptive_avg_pool2d is pooling).
 SCOPES: tuple[tuple[str, str], ...] = (
     ("loss", r"(?:^|/)compile_loss/"),
+    ("pooling", r"(?:^|/)global_(?:average|max)_pooling[123]d[^/]*/"),
     ("dropout", r"(?:^|/)[^/]*dropout[^/]*/"),
     ("recurrent", r"(?:^|/)(?:lstm|gru|rnn)(?:_\d+)+/"),  # Keras numbers each call too: lstm_1_1/
 )
@@ -160,11 +161,8 @@ def _torch_kind(event) -> str:
 
 
 def _language_step(spec) -> tuple[Callable[[], Any], str, int, str]:
-    step, tokens = language_train_step(spec)
-    # The twin's optimizer is not reachable from its step; Keras names optimizers after their
-    # class, numbered from the second ("sgd", "sgd_1"), so the class's name stands for it.
-    base = re.sub(r"_\d+$", "", loop.make_optimizer(resolve(spec), 1).name)
-    return step, re.escape(base) + r"(?:_\d+)?", tokens, "tokens"
+    twin, step, tokens = language_twin_step(spec)
+    return step, re.escape(twin.optimizer.name), tokens, "tokens"
 
 
 def _image_step(spec) -> tuple[Callable[[], Any], str, int, str]:

@@ -67,10 +67,14 @@ def label_names(name: str) -> tuple[str, ...]:
 @dataclasses.dataclass(frozen=True)
 class Affine:
     """The 'affine' augmentation's ranges, each drawn uniformly per image: rotation in degrees,
-    translation in pixels (each axis), scale as a fraction around 1."""
+    translation in pixels (each axis), scale as a fraction around 1; with elastic_alpha > 0, also
+    an elastic distortion (Simard et al. 2003): a displacement field of uniform noise in [-1, 1]
+    per pixel and axis, smoothed by a Gaussian of elastic_sigma pixels, times elastic_alpha."""
     rotation: float = 15.0
     translation: float = 3.0
     scale: float = 0.1
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
 
 
 def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,
@@ -157,10 +161,54 @@ def random_affine(images, seed, affine: Affine = Affine()):
     angles = uniform([batch], 0, affine.rotation * np.pi / 180)
     transforms = affine_transforms(angles, 1.0 + uniform([batch], 1, affine.scale),
                                    uniform([batch, 2], 2, affine.translation), height, width)
-    moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(images, tf.float32), transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+    if affine.elastic_alpha > 0:
+        displacements = elastic_displacements(tf.shape(images)[:3], tf.stack([seed, 3]),
+                                              affine.elastic_alpha, affine.elastic_sigma)
+        moved = warp(tf.cast(images, tf.float32), transforms, displacements)
+    else:
+        moved = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(images, tf.float32), transforms=transforms, output_shape=tf.shape(images)[1:3],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
     return tf.cast(tf.clip_by_value(tf.round(moved), 0, 255), tf.uint8)
+
+
+def elastic_displacements(shape, seed, alpha: float, sigma: float):
+    """[B, H, W, 2] pixel displacements (x, y) for `shape` [B, H, W]: uniform noise in [-1, 1]
+    smoothed by a normalised Gaussian of `sigma` pixels (zeros beyond the border), times `alpha`."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    taps = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma**2))
+    taps = tf.constant(taps / taps.sum(), tf.float32)
+    noise = tf.random.stateless_uniform(tf.concat([shape, [2]], 0), seed, -1.0, 1.0)
+    # Separable blur, each axis a depthwise convolution over the two channels (x and y).
+    rows = tf.tile(tf.reshape(taps, [-1, 1, 1, 1]), [1, 1, 2, 1])  # [2r+1, 1, 2, 1]
+    smooth = tf.nn.depthwise_conv2d(noise, rows, [1, 1, 1, 1], "SAME")
+    smooth = tf.nn.depthwise_conv2d(smooth, tf.transpose(rows, [1, 0, 2, 3]), [1, 1, 1, 1], "SAME")
+    return alpha * smooth
+
+
+def warp(images, transforms, displacements):
+    """float [B, H, W, C] -> the same, output pixel (x, y) read bilinearly (zeros outside) at the
+    input point that `transforms` ([B, 8], as affine_transforms) maps (x + dx, y + dy) to, with
+    (dx, dy) = `displacements` [B, H, W, 2]."""
+    height, width = images.shape[1], images.shape[2]
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    px, py = x + displacements[..., 0], y + displacements[..., 1]  # [B, H, W] each
+    a = transforms[:, :, None, None]  # [B, 8, 1, 1]
+    source_x = a[:, 0] * px + a[:, 1] * py + a[:, 2]
+    source_y = a[:, 3] * px + a[:, 4] * py + a[:, 5]
+    # A one-pixel ring of zeros, and corners clipped into it, so points outside read zero.
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    flat = tf.reshape(padded, [tf.shape(images)[0], (height + 2) * (width + 2), images.shape[3]])
+    left, top = tf.floor(source_x), tf.floor(source_y)
+    wx, wy = (source_x - left)[..., None], (source_y - top)[..., None]
+
+    def read(column, row):  # [B, H, W] pixel coordinates -> [B, H, W, C]
+        column = tf.cast(tf.clip_by_value(column, -1, width), tf.int32) + 1
+        row = tf.cast(tf.clip_by_value(row, -1, height), tf.int32) + 1
+        return tf.gather(flat, row * (width + 2) + column, batch_dims=1)
+
+    return ((read(left, top) * (1 - wx) + read(left + 1, top) * wx) * (1 - wy)
+            + (read(left, top + 1) * (1 - wx) + read(left + 1, top + 1) * wx) * wy)
 
 
 def _translate(images, padding: int, top_seed, left_seed, mode: str = "CONSTANT"):

@@ -24,10 +24,10 @@ from zoo.models.common import (
 class AllConvConfig:
     input_shape: tuple[int, int, int] = (28, 28, 1)
     num_classes: int = 10
-    filters: tuple[int, ...] = (48, 96)  # one entry per stage
+    filters: tuple[int, ...] = (32, 64)  # one entry per stage (Deotte's widths)
     convs_per_stage: int = 2  # 3x3 'valid' convs before the stage's strided conv (each trims 2 pixels)
     downsample_kernel: int = 5  # the stage's last conv: k x k, stride 2, 'same'
-    head_filters: int = 192  # a 'valid' conv over the whole last feature map -> [N, 1, 1, head_filters]
+    head_filters: int = 128  # a 'valid' conv over the whole last feature map -> [N, 1, 1, head_filters]
     dropout: float = 0.4  # after each stage and before the classifier
     # 1: at inference, also score the four one-pixel shifts (common.VIEW_WEIGHTS["shift"]); 0: none
     tta_level: int = 0
