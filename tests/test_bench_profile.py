@@ -39,10 +39,12 @@ from zoo import registry
     ("DepthwiseConv2dNative", "x", "", "convolution forward"),
     ("_MklNativeMaxPool", "functional/pool/MaxPool", "", "pooling"),
     ("aten::max_pool2d_with_indices", "", "", "pooling"),
-    ("Mean", "functional_1/global_average_pooling2d_1/Mean", "", "pooling"),  # Keras' global pooling
-    ("Tile", "gradient_tape/functional_1/global_average_pooling2d_1/Mean/Tile", "", "pooling"),
+    ("Mean", "resnet20_cifar10_1/pool_1/Mean", "", "pooling"),  # ResNet's global average pool ("pool")
+    ("Tile", "gradient_tape/resnet20_cifar10_1/pool_1/Mean/Tile", "", "pooling"),  # and its gradient
+    ("Mean", "functional_1/global_average_pooling2d_1/Mean", "", "pooling"),  # Keras' default name
     ("aten::adaptive_avg_pool2d", "", "", "pooling"),
     ("Mean", "functional_1/head/Mean", "", "other"),
+    ("Conv2D", "functional_1/spool_conv/Conv2D", "", "convolution forward"),  # "pool" inside a name
     ("StatelessRandomUniformV2", "functional/stage0_dropout/stateless_random_uniform/StatelessRandomUniformV2",
      "sgd", "dropout"),
     ("aten::bernoulli_", "", "", "dropout"),
@@ -171,14 +173,15 @@ def test_markdown_only_rewrites_the_report_from_its_json(monkeypatch, tmp_path):
 
 @pytest.mark.slow  # real train steps of the registered models under TensorFlow's profiler
 @pytest.mark.parametrize("name, unit, kinds", [
-    ("resnet20_cifar10", "examples", ("convolution forward", "convolution backward", "batch norm", "activation")),
+    ("resnet20_cifar10", "examples", ("convolution forward", "convolution backward", "batch norm", "activation",
+                                      "pooling")),  # its global average pool, a Mean op, by its layer's scope
     ("lstm_ptb", "tokens", ("recurrent", "matmul", "dropout")),
 ])
 def test_profile_model_splits_the_bench_step(name, unit, kinds, monkeypatch):
     monkeypatch.setattr(profile, "_peer_step", lambda name: (None, "left out here"))
     result = profile.profile_model(name, steps=2)
     figures = result["tensorflow"]
-    # The optimizer's and the loss's ops are found by their name scopes (the language twin's read from its step).
+    # The optimizer's and the loss's ops are found by their name scopes (the language twin's read from the twin).
     assert all(figures["kinds"].get(kind, 0) > 0 for kind in (*kinds, "optimizer", "loss"))
     assert result["unit"] == unit
     recipe = resolve(registry.get(name))

@@ -144,7 +144,8 @@ def test_an_interrupted_run_resumes_only_with_the_same_recipe(tmp_path):
     ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0, 1\)"),
     ({"augment": "mixup"}, "augment must be one of"),
     ({"jit_compile": "yes"}, "jit_compile must be true or false, got 'yes'"),
-    ({"elastic_alpha": -1.0}, "elastic_alpha must be a number >= 0, got -1.0"),
+    ({"elastic_alpha": -1.0}, r"elastic_alpha must be a number in \[0, 100\] pixels, got -1.0"),
+    ({"augment": "affine", "elastic_alpha": float("nan")}, "elastic_alpha must be a number in"),
     ({"augment": "affine", "elastic_sigma": 0.1}, r"elastic_sigma must be a number in \[0.5, 16\] pixels, got 0.1"),
     ({"augment": "shift", "elastic_alpha": 34.0}, "elastic_alpha distorts the affine augmentation; augment is 'shift'"),
 ])

@@ -12,7 +12,7 @@ from training import airbench, cards, distribute, loop
 from training.bench.flops import forward_flops
 from training.recipes import HOLDOUT_EXAMPLES, Recipe
 from zoo import metrics
-from zoo.data.images import Affine, alternating_flip_pipeline, image_pipeline, load_images
+from zoo.data.images import alternating_flip_pipeline, image_pipeline, load_images
 from zoo.export import export
 from zoo.models.perceptron import perceptron_criterion
 from zoo.registry import ModelSpec
@@ -74,10 +74,8 @@ def train_image_model(spec, recipe: Recipe, data_dir, work_dir: Path, strategy, 
         steps_per_epoch: int | None = steps
     else:
         # A resumed run continues with fresh epochs of order and augmentation, not a replay of epoch 1.
-        affine = Affine(recipe.affine_rotation, recipe.affine_translation, recipe.affine_scale,
-                        recipe.elastic_alpha, recipe.elastic_sigma)
         train_data = image_pipeline(train_raw, recipe.batch_size, True, recipe.augment, recipe.seed + completed,
-                                    affine)
+                                    recipe.affine())
         steps_per_epoch = None
     train_data = train_data.map(one_hot)
     validation_data = image_pipeline(validation_raw, EVAL_BATCH, False)

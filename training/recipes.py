@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from zoo.data.images import AUGMENTATIONS, EPOCH_AUGMENTATIONS
+from zoo.data.images import AUGMENTATIONS, EPOCH_AUGMENTATIONS, Affine
 from zoo.registry import ModelSpec
 
 
@@ -93,12 +93,13 @@ class Recipe:
             raise ValueError(f"recipe warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}")
         for name, low, high in (("weight_decay", 0, None), ("momentum", 0, 1), ("label_smoothing", 0, 1),
                                 ("affine_rotation", 0, 180), ("affine_translation", 0, None), ("affine_scale", 0, 1),
-                                ("elastic_alpha", 0, None),
                                 ("triangle_peak", 0, 1)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
                 bounds = f"in [{low}, {high})" if high is not None else f">= {low}"
                 raise ValueError(f"recipe {name} must be a number {bounds}, got {value!r}")
+        if not (isinstance(self.elastic_alpha, (int, float)) and 0 <= self.elastic_alpha <= 100):
+            raise ValueError(f"recipe elastic_alpha must be a number in [0, 100] pixels, got {self.elastic_alpha!r}")
         if not (isinstance(self.elastic_sigma, (int, float)) and 0.5 <= self.elastic_sigma <= 16):
             raise ValueError(f"recipe elastic_sigma must be a number in [0.5, 16] pixels, got {self.elastic_sigma!r}")
         if self.elastic_alpha > 0 and self.augment != "affine":
@@ -111,6 +112,11 @@ class Recipe:
             raise ValueError(f"recipe averaging nt_asgd averages SGD's steps; the optimizer is {self.optimizer!r}")
         if not all(isinstance(epoch, int) and epoch > 0 for epoch in self.step_epochs):
             raise ValueError(f"recipe step_epochs must be positive epoch numbers, got {self.step_epochs!r}")
+
+    def affine(self) -> Affine:
+        """The 'affine' augmentation's ranges (with its elastic distortion) that this recipe sets."""
+        return Affine(self.affine_rotation, self.affine_translation, self.affine_scale, self.elastic_alpha,
+                      self.elastic_sigma)
 
 
 CHOICES = {"optimizer": ("adamw", "sgd", "perceptron"), "schedule": ("constant", "cosine", "steps", "triangular"),

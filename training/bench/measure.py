@@ -105,7 +105,7 @@ def pipeline_throughput(spec, batches: int) -> float:
     if recipe.augment in EPOCH_AUGMENTATIONS:  # one stream over epochs; `batches` epochs are plenty
         pipeline = alternating_flip_pipeline(dataset, recipe.batch_size, 0, 0, batches)
     else:
-        pipeline = image_pipeline(dataset, recipe.batch_size, True, recipe.augment, 0)
+        pipeline = image_pipeline(dataset, recipe.batch_size, True, recipe.augment, 0, recipe.affine())
     return _batches_per_second(pipeline, batches) * recipe.batch_size
 
 

@@ -42,11 +42,12 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("loss", r"SoftmaxCrossEntropy|LogSoftmax|cross_entropy|log_softmax|nll_loss"),
 )
 # TensorFlow name scopes that name a kind whatever the op's type (gradients included, under
-# gradient_tape/...): Keras' loss, a dropout's, the zoo's recurrent layers (lstm_1, gru_2, ...),
-# Keras' global pooling (a Mean or Max op, as PyTorch's adaptive_avg_pool2d is pooling).
+# gradient_tape/...): Keras' loss, a dropout's, the zoo's recurrent layers (lstm_1, gru_2, ...), a
+# pooling layer's (ResNet's global average pool, "pool", is a Mean op; PyTorch's adaptive_avg_pool2d
+# is pooling by name).
 SCOPES: tuple[tuple[str, str], ...] = (
     ("loss", r"(?:^|/)compile_loss/"),
-    ("pooling", r"(?:^|/)global_(?:average|max)_pooling[123]d[^/]*/"),
+    ("pooling", r"(?:^|/)[^/]*pool(?:ing\dd)?(?:_\d+)*/"),
     ("dropout", r"(?:^|/)[^/]*dropout[^/]*/"),
     ("recurrent", r"(?:^|/)(?:lstm|gru|rnn)(?:_\d+)+/"),  # Keras numbers each call too: lstm_1_1/
 )

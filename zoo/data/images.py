@@ -76,6 +76,12 @@ class Affine:
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
 
+    def __post_init__(self):
+        if not (np.isfinite(self.elastic_alpha) and self.elastic_alpha >= 0):
+            raise ValueError(f"elastic_alpha must be a finite number >= 0, got {self.elastic_alpha!r}")
+        if not (np.isfinite(self.elastic_sigma) and self.elastic_sigma > 0):
+            raise ValueError(f"elastic_sigma must be a finite number > 0, got {self.elastic_sigma!r}")
+
 
 def image_pipeline(dataset: tf.data.Dataset, batch_size: int, training: bool,
                    augment: str = "none", seed: int | None = None, affine: Affine = Affine()) -> tf.data.Dataset:
@@ -118,8 +124,8 @@ EPOCH_AUGMENTATIONS = ("alternating_flip_translate",)
 def _augmenter(kind: str, affine: Affine = Affine()):
     """Augmentation of a uint8 batch [B, H, W, C], drawn per image: 'shift' (pad 2, random
     crop) for digits, 'flip_crop' (pad 4, random crop, horizontal flip) for natural images,
-    'affine' (rotation, scale and sub-pixel translation about the centre, bilinear, zeros
-    outside) for digits."""
+    'affine' (rotation, scale and sub-pixel translation about the centre, and the elastic
+    distortion its Affine sets, bilinear, zeros outside) for digits."""
     if kind == "none":
         return lambda batch_data, seed: batch_data
     if kind not in AUGMENTATIONS:
@@ -152,7 +158,8 @@ def affine_transforms(angles, scales, shifts, height: int, width: int):
 
 
 def random_affine(images, seed, affine: Affine = Affine()):
-    """uint8 [B, H, W, C] -> the same, each image rotated, scaled and translated at random."""
+    """uint8 [B, H, W, C] -> the same, each image rotated, scaled and translated at random (and
+    elastically distorted, with affine.elastic_alpha > 0)."""
     batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
 
     def uniform(shape, stream, limit):
@@ -178,7 +185,7 @@ def elastic_displacements(shape, seed, alpha: float, sigma: float):
     radius = max(1, int(np.ceil(3 * sigma)))
     taps = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma**2))
     taps = tf.constant(taps / taps.sum(), tf.float32)
-    noise = tf.random.stateless_uniform(tf.concat([shape, [2]], 0), seed, -1.0, 1.0)
+    noise = tf.random.stateless_uniform(tf.concat([shape, [2]], 0), seed, -1.0, 1.0)  # [B, H, W, 2]
     # Separable blur, each axis a depthwise convolution over the two channels (x and y).
     rows = tf.tile(tf.reshape(taps, [-1, 1, 1, 1]), [1, 1, 2, 1])  # [2r+1, 1, 2, 1]
     smooth = tf.nn.depthwise_conv2d(noise, rows, [1, 1, 1, 1], "SAME")
@@ -188,8 +195,8 @@ def elastic_displacements(shape, seed, alpha: float, sigma: float):
 
 def warp(images, transforms, displacements):
     """float [B, H, W, C] -> the same, output pixel (x, y) read bilinearly (zeros outside) at the
-    input point that `transforms` ([B, 8], as affine_transforms) maps (x + dx, y + dy) to, with
-    (dx, dy) = `displacements` [B, H, W, 2]."""
+    input point that `transforms` ([B, 8], as affine_transforms: affine, entries 6 and 7 zero, so
+    only 0-5 are read) maps (x + dx, y + dy) to, with (dx, dy) = `displacements` [B, H, W, 2]."""
     height, width = images.shape[1], images.shape[2]
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     px, py = x + displacements[..., 0], y + displacements[..., 1]  # [B, H, W] each
@@ -198,9 +205,9 @@ def warp(images, transforms, displacements):
     source_y = a[:, 3] * px + a[:, 4] * py + a[:, 5]
     # A one-pixel ring of zeros, and corners clipped into it, so points outside read zero.
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    flat = tf.reshape(padded, [tf.shape(images)[0], (height + 2) * (width + 2), images.shape[3]])
-    left, top = tf.floor(source_x), tf.floor(source_y)
-    wx, wy = (source_x - left)[..., None], (source_y - top)[..., None]
+    flat = tf.reshape(padded, [tf.shape(images)[0], (height + 2) * (width + 2), images.shape[3]])  # [B, P, C]
+    left, top = tf.floor(source_x), tf.floor(source_y)  # [B, H, W]
+    wx, wy = (source_x - left)[..., None], (source_y - top)[..., None]  # [B, H, W, 1]
 
     def read(column, row):  # [B, H, W] pixel coordinates -> [B, H, W, C]
         column = tf.cast(tf.clip_by_value(column, -1, width), tf.int32) + 1
