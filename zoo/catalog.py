@@ -168,7 +168,7 @@ def _register_language_model(builder, config, *, parameter_count: int, bar: floa
 # (README "Recipe notes").
 _RNN_RECIPE = {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.0}
 _register_language_model(language.build_rnn_ptb, language.RNN_PTB_CONFIG, parameter_count=3_190_300,
-                         bar=140.0, epochs=15, recipe_overrides=_RNN_RECIPE,
+                         bar=140.0, epochs=20, recipe_overrides=_RNN_RECIPE,
                          reference="Mikolov RNN-LM 124.7, KN5 141.2")
 # AWD-LSTM's optimisation (Merity et al. 2017): SGD at rate 30 until the validation perplexity
 # stalls, then averaged SGD (the average is exported); 35-token windows, batches of 64.
